@@ -1,0 +1,47 @@
+//! Scheduler settings (the `[scheduler]` section of the config file).
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Where the gRPC API listens (port 0: any free port).
+    pub grpc_addr: SocketAddr,
+    /// Task store URL (`sqlite://PATH`); empty: under the data directory.
+    pub task_store: String,
+    /// Report store URL (`sqlite://PATH`); empty: under the data directory.
+    pub report_store: String,
+    /// Sample store URL (`file://DIR`); empty: under the data directory.
+    pub blob_store: String,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Deepest extraction level (the submitted file is depth 0).
+    pub max_depth: u32,
+    /// Longest a task may take from its first assignment, in seconds.
+    pub task_deadline_secs: u64,
+    /// How often workers report their load, in milliseconds.
+    pub heartbeat_interval_ms: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            task_store: String::new(),
+            report_store: String::new(),
+            blob_store: String::new(),
+            max_upload_bytes: 4 << 30,
+            max_depth: 8,
+            task_deadline_secs: 3600,
+            heartbeat_interval_ms: 5000,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn task_deadline(&self) -> Duration {
+        Duration::from_secs(self.task_deadline_secs)
+    }
+}

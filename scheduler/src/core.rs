@@ -1,0 +1,403 @@
+//! The scheduler's transport-agnostic core: submissions, the task
+//! lifecycle, results coming back from workers, and reports. The gRPC
+//! handlers in [`crate::grpc`] only decode, call this, and encode.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt};
+use multiscanner_proto::{
+    domain::{DuplicatePolicy, Sha256, Submission, Task, TaskId, TaskStatus, now_millis},
+    pb,
+};
+use serde_json::Value;
+use sha2::Digest;
+use tokio::io::AsyncWriteExt;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{
+    config::SchedulerConfig,
+    dispatch::WorkerPool,
+    error::{Result, SchedulerError},
+    events::EventBus,
+    report,
+    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery},
+};
+
+#[derive(Debug)]
+pub struct Scheduler {
+    pub(crate) stores: Stores,
+    pub(crate) events: EventBus,
+    pub(crate) workers: WorkerPool,
+    pub(crate) config: SchedulerConfig,
+}
+
+/// The outcome of a submission.
+#[derive(Debug)]
+pub struct Submitted {
+    pub task: Task,
+    /// True when the duplicate policy returned an existing task.
+    pub existing: bool,
+}
+
+impl Scheduler {
+    pub fn new(stores: Stores, config: SchedulerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            stores,
+            events: EventBus::default(),
+            workers: WorkerPool::default(),
+            config,
+        })
+    }
+
+    /// Stores the uploaded bytes and records the task; returns only once
+    /// both are durable. Nothing is stored if the upload is refused.
+    pub async fn submit<S, E>(&self, submission: Submission, mut chunks: S) -> Result<Submitted>
+    where
+        S: Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let limit = self.config.max_upload_bytes;
+        let staged = tempfile::NamedTempFile::new_in(self.stores.blobs.staging_dir())
+            .map_err(|e| SchedulerError::Unavailable(format!("cannot stage upload: {e}")))?;
+        let mut file = tokio::fs::File::from_std(
+            staged
+                .reopen()
+                .map_err(|e| SchedulerError::Unavailable(e.to_string()))?,
+        );
+        let mut hasher = sha2::Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                SchedulerError::InvalidArgument(format!("upload interrupted: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(SchedulerError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| SchedulerError::Unavailable(format!("cannot stage upload: {e}")))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
+        drop(file);
+        if size == 0 {
+            return Err(SchedulerError::InvalidArgument(
+                "the file is empty: there is nothing to analyse".into(),
+            ));
+        }
+        let sha256 = Sha256(hasher.finalize().into());
+        if submission.duplicate == DuplicatePolicy::Latest {
+            if let Some(task) = self.stores.tasks.latest_task_of(sha256).await? {
+                return Ok(Submitted {
+                    task,
+                    existing: true,
+                });
+            }
+        }
+        self.stores.blobs.put_file(sha256, staged.path()).await?;
+        let task = self
+            .stores
+            .tasks
+            .create_task(sha256, size, &submission)
+            .await?;
+        info!(task_id = %task.id, sha256 = %sha256, size, "task submitted");
+        self.publish_status(&task);
+        self.workers.wake.notify_one();
+        Ok(Submitted {
+            task,
+            existing: false,
+        })
+    }
+
+    pub async fn get_task(&self, id: TaskId) -> Result<Task> {
+        Ok(self.stores.tasks.get_task(id).await?)
+    }
+
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        Ok(self.stores.tasks.list_tasks(query).await?)
+    }
+
+    /// Stops a task: queued nodes are dropped, running ones cancelled on
+    /// their workers. A finished task is left as it is.
+    pub async fn cancel(&self, id: TaskId) -> Result<Task> {
+        let assignments = self.stores.tasks.assignments_of(id).await?;
+        let task = self
+            .stores
+            .tasks
+            .finish_task(id, TaskStatus::Cancelled, Some("cancelled on request"), now_millis())
+            .await?;
+        for a in assignments {
+            self.workers.cancel(&a, "task cancelled");
+        }
+        self.publish_status(&task);
+        Ok(task)
+    }
+
+    /// Cancels the task if it runs, then removes it and its results.
+    pub async fn delete(&self, id: TaskId) -> Result<()> {
+        self.cancel(id).await?;
+        self.stores.reports.delete_task(id).await?;
+        self.stores.tasks.delete_task(id).await?;
+        Ok(())
+    }
+
+    /// The stored report of a finished task, or one assembled from the
+    /// results so far while it runs.
+    pub async fn report(&self, id: TaskId) -> Result<(Task, Value)> {
+        let task = self.stores.tasks.get_task(id).await?;
+        if task.status == TaskStatus::Complete {
+            if let Some(r) = self.stores.reports.get_report(id).await? {
+                return Ok((task, r));
+            }
+        }
+        let nodes = self.stores.tasks.nodes(id).await?;
+        let results = self.stores.reports.results(id).await?;
+        Ok((task.clone(), report::assemble(&task, &nodes, &results)))
+    }
+
+    /// The report of the newest completed task of a sample.
+    pub async fn report_by_sha256(&self, sha256: Sha256) -> Result<(Task, Value)> {
+        let query = TaskQuery {
+            statuses: vec![TaskStatus::Complete],
+            sha256: Some(sha256),
+            before: None,
+            limit: 1,
+        };
+        let task = self
+            .stores
+            .tasks
+            .list_tasks(&query)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                SchedulerError::NotFound(format!("no completed task for sample {sha256}"))
+            })?;
+        self.report(task.id).await
+    }
+
+    /// Results stored so far for a task (for watchers that join late).
+    pub async fn results(&self, id: TaskId) -> Result<Vec<ModuleRecord>> {
+        Ok(self.stores.reports.results(id).await?)
+    }
+
+    /// Hands queued nodes to workers with free slots until either runs out.
+    pub async fn dispatch_ready(&self) -> Result<usize> {
+        let mut sent = 0;
+        while let Some(worker) = self.workers.pick() {
+            let assignment_id = uuid::Uuid::new_v4().to_string();
+            let Some(work) = self.stores.tasks.claim_next(&assignment_id).await? else {
+                break;
+            };
+            let span = info_span!("assign", task_id = %work.task_id, node_id = %work.node_id);
+            let message = span.in_scope(|| assignment_message(&work, &self.config));
+            let (task_id, is_root) = (work.task_id, work.parent.is_none());
+            if let Err(work) = self.workers.assign(&worker, work, message) {
+                self.stores.tasks.requeue(&work.assignment_id).await?;
+                continue;
+            }
+            sent += 1;
+            if is_root {
+                // The root node starting is the task going Running.
+                if let Ok(task) = self.stores.tasks.get_task(task_id).await {
+                    self.publish_status(&task);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The dispatcher: wakes on submissions and freed slots, and every
+    /// second in case a wake-up was missed.
+    pub async fn run_dispatcher(self: Arc<Self>) {
+        loop {
+            match self.dispatch_ready().await {
+                Ok(n) if n > 0 => debug!(assigned = n, "dispatched"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "dispatch failed; retrying"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.workers.wake.notified()).await;
+        }
+    }
+
+    /// A module result arrived from `worker`.
+    pub async fn on_module_result(&self, worker: &str, result: pb::ModuleResult) -> Result<()> {
+        let Some(work) = self.workers.held(worker, &result.assignment_id) else {
+            debug!(assignment = %result.assignment_id, "result for an assignment not held; ignored");
+            return Ok(());
+        };
+        let outcome = if result.error.is_empty() {
+            serde_json::from_str::<Value>(&result.result_json)
+                .map_err(|e| format!("module returned invalid JSON: {e}"))
+        } else {
+            Err(result.error.clone())
+        };
+        let record = ModuleRecord {
+            node_id: work.node_id,
+            module: result.module.clone(),
+            module_version: result.module_version.clone(),
+            outcome,
+            duration_ms: result.duration_ms,
+        };
+        self.stores.reports.put_result(work.task_id, &record).await?;
+        self.events.publish(pb::TaskEvent {
+            task_id: work.task_id.0,
+            event: Some(pb::task_event::Event::ModuleResult(module_event(&record))),
+        });
+        Ok(())
+    }
+
+    /// `worker` finished a node; the task completes when it was the last.
+    pub async fn on_node_finished(&self, worker: &str, done: pb::NodeFinished) -> Result<()> {
+        let Some(work) = self.workers.release(worker, &done.assignment_id) else {
+            return Ok(());
+        };
+        let error = Some(done.error.as_str()).filter(|e| !e.is_empty());
+        let outcome = self
+            .stores
+            .tasks
+            .finish_node(&done.assignment_id, error)
+            .await?;
+        if outcome == NodeOutcome::TaskDone {
+            self.complete(work.task_id, work.parent.is_none().then_some(error).flatten())
+                .instrument(info_span!("complete", task_id = %work.task_id))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Puts back the work of a worker that went away.
+    pub async fn on_worker_gone(&self, worker: &str) {
+        for work in self.workers.remove(worker) {
+            warn!(task_id = %work.task_id, node_id = %work.node_id, worker, "worker gone; node re-queued");
+            if let Err(e) = self.stores.tasks.requeue(&work.assignment_id).await {
+                warn!(error = %e, "could not re-queue");
+            }
+        }
+        self.workers.wake.notify_one();
+    }
+
+    /// Stores the merged report, then marks the task Complete (or Failed
+    /// when its root file could not be analysed at all).
+    async fn complete(&self, id: TaskId, root_error: Option<&str>) -> Result<()> {
+        let now = now_millis();
+        let mut task = self.stores.tasks.get_task(id).await?;
+        if task.status.is_final() {
+            return Ok(());
+        }
+        task.finished_at = Some(now);
+        let nodes = self.stores.tasks.nodes(id).await?;
+        let results = self.stores.reports.results(id).await?;
+        let merged = report::assemble(&task, &nodes, &results);
+        self.stores.reports.put_report(id, task.sha256, &merged).await?;
+        let status = if root_error.is_some() && results.is_empty() {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Complete
+        };
+        let task = self
+            .stores
+            .tasks
+            .finish_task(id, status, root_error, now)
+            .await?;
+        info!(task_id = %id, status = %task.status, "task finished");
+        self.publish_status(&task);
+        Ok(())
+    }
+
+    /// Stores a file a module extracted as a child node of the task.
+    pub async fn add_child(
+        &self,
+        header: pb::ChildHeader,
+        staged: &std::path::Path,
+        sha256: Sha256,
+        size: u64,
+    ) -> Result<pb::ChildUploadResponse> {
+        let work = self
+            .workers
+            .find(&header.assignment_id)
+            .ok_or_else(|| SchedulerError::NotFound(format!("assignment {}", header.assignment_id)))?;
+        if work.depth + 1 > self.config.max_depth {
+            return Ok(pb::ChildUploadResponse {
+                node_id: 0,
+                sha256: sha256.to_hex(),
+                added: false,
+                reason: format!("depth limit {} reached", self.config.max_depth),
+            });
+        }
+        self.stores.blobs.put_file(sha256, staged).await?;
+        let created_by = header.created_by.clone();
+        let node = self
+            .stores
+            .tasks
+            .add_child(&header.assignment_id, sha256, size, &header.filename, &created_by)
+            .await?;
+        let Some(node_id) = node else {
+            return Ok(pb::ChildUploadResponse {
+                node_id: 0,
+                sha256: sha256.to_hex(),
+                added: false,
+                reason: "already in the task's tree".into(),
+            });
+        };
+        self.events.publish(pb::TaskEvent {
+            task_id: work.task_id.0,
+            event: Some(pb::task_event::Event::Node(pb::NodeEvent {
+                node_id: node_id.0,
+                parent_node_id: work.node_id.0,
+                depth: work.depth + 1,
+                sha256: sha256.to_hex(),
+                filename: header.filename,
+            })),
+        });
+        self.workers.wake.notify_one();
+        Ok(pb::ChildUploadResponse {
+            node_id: node_id.0,
+            sha256: sha256.to_hex(),
+            added: true,
+            reason: String::new(),
+        })
+    }
+
+    pub fn publish_status(&self, task: &Task) {
+        self.events.publish(pb::TaskEvent {
+            task_id: task.id.0,
+            event: Some(pb::task_event::Event::Status(pb::Task::from(task))),
+        });
+    }
+}
+
+pub(crate) fn module_event(r: &ModuleRecord) -> pb::ModuleResultEvent {
+    let (result_json, error) = match &r.outcome {
+        Ok(v) => (v.to_string(), String::new()),
+        Err(e) => (String::new(), e.clone()),
+    };
+    pb::ModuleResultEvent {
+        node_id: r.node_id.0,
+        module: r.module.clone(),
+        module_version: r.module_version.clone(),
+        result_json,
+        error,
+        duration_ms: r.duration_ms,
+    }
+}
+
+fn assignment_message(work: &NodeWork, config: &SchedulerConfig) -> pb::Assignment {
+    let deadline = now_millis() + config.task_deadline().as_millis() as i64;
+    pb::Assignment {
+        assignment_id: work.assignment_id.clone(),
+        task_id: work.task_id.0,
+        node_id: work.node_id.0,
+        sha256: work.sha256.to_hex(),
+        filename: work.filename.clone(),
+        size: work.size,
+        depth: work.depth,
+        modules: work.modules.clone(),
+        deadline: Some(multiscanner_proto::convert::timestamp(deadline)),
+        archive_password: work.archive_password.clone().unwrap_or_default(),
+        trace_context: multiscanner_proto::trace::current_context_map(),
+    }
+}

@@ -1,0 +1,178 @@
+//! Connected workers and the assignment of queued nodes to them.
+//!
+//! A worker advertises how many nodes it analyses at once; the dispatcher
+//! never sends it more assignments than it has free slots, so the stream
+//! to each worker stays short.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use multiscanner_proto::pb;
+use tokio::sync::{Notify, mpsc};
+use tonic::Status;
+
+use crate::store::NodeWork;
+
+pub type WorkerTx = mpsc::Sender<Result<pb::SchedulerMessage, Status>>;
+
+/// What the scheduler knows of one connected worker.
+#[derive(Debug)]
+struct Worker {
+    tx: WorkerTx,
+    concurrency: u32,
+    hostname: String,
+    modules: Vec<pb::ModuleInfo>,
+    held: HashMap<String, NodeWork>,
+    draining: bool,
+}
+
+impl Worker {
+    fn free(&self) -> u32 {
+        if self.draining {
+            0
+        } else {
+            self.concurrency.saturating_sub(self.held.len() as u32)
+        }
+    }
+}
+
+/// A public view of a connected worker.
+#[derive(Clone, Debug)]
+pub struct WorkerView {
+    pub id: String,
+    pub hostname: String,
+    pub concurrency: u32,
+    pub busy: u32,
+    pub modules: Vec<pb::ModuleInfo>,
+}
+
+#[derive(Debug, Default)]
+pub struct WorkerPool {
+    workers: Mutex<HashMap<String, Worker>>,
+    /// Woken when there may be work to hand out: a submission, a free slot,
+    /// a new worker.
+    pub wake: Notify,
+}
+
+impl WorkerPool {
+    pub fn add(&self, id: &str, hello: &pb::Hello, tx: WorkerTx) {
+        let worker = Worker {
+            tx,
+            concurrency: hello.concurrency.max(1),
+            hostname: hello.hostname.clone(),
+            modules: hello.modules.clone(),
+            held: HashMap::new(),
+            draining: false,
+        };
+        self.lock().insert(id.to_owned(), worker);
+        self.wake.notify_one();
+    }
+
+    /// Forgets a worker; returns the assignments it still held.
+    pub fn remove(&self, id: &str) -> Vec<NodeWork> {
+        self.lock()
+            .remove(id)
+            .map(|w| w.held.into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// The worker with the most free slots, if any has one.
+    pub fn pick(&self) -> Option<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, w)| w.free() > 0)
+            .max_by_key(|(_, w)| w.free())
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Records `work` as held by `worker` and sends it the assignment.
+    /// Returns the work back if the worker is gone or its stream is full.
+    pub fn assign(
+        &self,
+        worker: &str,
+        work: NodeWork,
+        message: pb::Assignment,
+    ) -> Result<(), NodeWork> {
+        let mut workers = self.lock();
+        let Some(w) = workers.get_mut(worker) else {
+            return Err(work);
+        };
+        let msg = pb::SchedulerMessage {
+            msg: Some(pb::scheduler_message::Msg::Assignment(message)),
+        };
+        if w.free() == 0 || w.tx.try_send(Ok(msg)).is_err() {
+            return Err(work);
+        }
+        w.held.insert(work.assignment_id.clone(), work);
+        Ok(())
+    }
+
+    /// The work behind an assignment, if `worker` holds it.
+    pub fn held(&self, worker: &str, assignment_id: &str) -> Option<NodeWork> {
+        self.lock()
+            .get(worker)
+            .and_then(|w| w.held.get(assignment_id).cloned())
+    }
+
+    /// The work behind an assignment, whichever worker holds it.
+    pub fn find(&self, assignment_id: &str) -> Option<NodeWork> {
+        self.lock()
+            .values()
+            .find_map(|w| w.held.get(assignment_id).cloned())
+    }
+
+    /// Releases an assignment a worker finished; frees its slot.
+    pub fn release(&self, worker: &str, assignment_id: &str) -> Option<NodeWork> {
+        let work = self
+            .lock()
+            .get_mut(worker)
+            .and_then(|w| w.held.remove(assignment_id));
+        self.wake.notify_one();
+        work
+    }
+
+    /// Asks whichever worker holds `assignment_id` to stop it.
+    pub fn cancel(&self, assignment_id: &str, reason: &str) {
+        for w in self.lock().values() {
+            if w.held.contains_key(assignment_id) {
+                let _ = w.tx.try_send(Ok(pb::SchedulerMessage {
+                    msg: Some(pb::scheduler_message::Msg::Cancel(pb::CancelAssignment {
+                        assignment_id: assignment_id.to_owned(),
+                        reason: reason.to_owned(),
+                    })),
+                }));
+            }
+        }
+    }
+
+    /// Tells every worker to finish what it holds and take nothing more.
+    pub fn drain_all(&self) {
+        for w in self.lock().values_mut() {
+            w.draining = true;
+            let _ = w.tx.try_send(Ok(pb::SchedulerMessage {
+                msg: Some(pb::scheduler_message::Msg::Drain(pb::Drain {})),
+            }));
+        }
+    }
+
+    pub fn held_count(&self) -> usize {
+        self.lock().values().map(|w| w.held.len()).sum()
+    }
+
+    pub fn view(&self) -> Vec<WorkerView> {
+        self.lock()
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: id.clone(),
+                hostname: w.hostname.clone(),
+                concurrency: w.concurrency,
+                busy: w.held.len() as u32,
+                modules: w.modules.clone(),
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
+        // A panic while holding this lock leaves plain data behind; carry on.
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,23 @@
+//! The scheduler: owns the task lifecycle.
+//!
+//! - [`server`]: binding and serving the gRPC API ([`run`]).
+//! - [`grpc`]: thin handlers for the public `Tasks`/`Reports` services and
+//!   the internal `WorkerHub`.
+//! - [`core`]: submissions, dispatch, results, completion — no transport.
+//! - [`dispatch`]: connected workers and their free slots.
+//! - [`store`]: task, report and sample storage behind traits.
+//! - [`report`]: merging module results into a report.
+//! - [`events`]: task events for `WatchTask`.
+
+pub mod config;
+pub mod core;
+pub mod dispatch;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod report;
+pub mod server;
+pub mod store;
+
+pub use config::SchedulerConfig;
+pub use server::{BoundScheduler, run};

@@ -1,0 +1,116 @@
+//! Merging module results into one report per task.
+//!
+//! Shape (MultiScanner v2 keys, plus the extraction tree):
+//! `{"filename", "tags", <module>: <result>..., "errors": {<module>: why},
+//!   "children": [<node report>...], "Scan Metadata": {...}}`.
+//! A module that failed or timed out appears under `errors`, so a module's
+//! own key always holds its own kind of result.
+
+use std::collections::BTreeMap;
+
+use multiscanner_proto::domain::{NodeId, Task, UnixMillis};
+use serde_json::{Map, Value, json};
+
+use crate::store::{ModuleRecord, NodeInfo};
+
+/// Builds the report of `task` from its nodes and stored results.
+pub fn assemble(task: &Task, nodes: &[NodeInfo], results: &[ModuleRecord]) -> Value {
+    let mut by_node: BTreeMap<NodeId, Vec<&ModuleRecord>> = BTreeMap::new();
+    for r in results {
+        by_node.entry(r.node_id).or_default().push(r);
+    }
+    let root = nodes.iter().find(|n| n.parent.is_none());
+    let mut report = match root {
+        Some(root) => node_report(root, nodes, &by_node),
+        None => Map::new(),
+    };
+    report.insert("filename".into(), json!(task.submission.filename));
+    report.insert("tags".into(), json!(task.submission.tags));
+    let mut meta = Map::new();
+    for (k, v) in &task.submission.metadata {
+        meta.insert(k.clone(), json!(v));
+    }
+    meta.insert("Task ID".into(), json!(task.id.0));
+    meta.insert("Submitted".into(), json!(iso8601(task.submitted_at)));
+    if let Some(done) = task.finished_at {
+        meta.insert("Scan Time".into(), json!(iso8601(done)));
+    }
+    meta.insert("Priority".into(), json!(task.submission.priority.get()));
+    report.insert("Scan Metadata".into(), Value::Object(meta));
+    Value::Object(report)
+}
+
+fn node_report(
+    node: &NodeInfo,
+    nodes: &[NodeInfo],
+    by_node: &BTreeMap<NodeId, Vec<&ModuleRecord>>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut errors = Map::new();
+    for r in by_node.get(&node.node_id).into_iter().flatten() {
+        match &r.outcome {
+            Ok(v) => {
+                out.insert(r.module.clone(), v.clone());
+            }
+            Err(e) => {
+                errors.insert(r.module.clone(), json!(e));
+            }
+        }
+    }
+    if let Some(e) = &node.error {
+        errors.insert("node".into(), json!(e));
+    }
+    if !errors.is_empty() {
+        out.insert("errors".into(), Value::Object(errors));
+    }
+    let children: Vec<Value> = nodes
+        .iter()
+        .filter(|c| c.parent == Some(node.node_id))
+        .map(|c| {
+            let mut child = node_report(c, nodes, by_node);
+            child.insert("filename".into(), json!(c.filename));
+            child.insert("node_id".into(), json!(c.node_id.0));
+            child.insert("parent_node_id".into(), json!(node.node_id.0));
+            child.insert("depth".into(), json!(c.depth));
+            child.insert("created_by".into(), json!(c.created_by));
+            Value::Object(child)
+        })
+        .collect();
+    if !children.is_empty() {
+        out.insert("children".into(), Value::Array(children));
+    }
+    out
+}
+
+/// `2019-01-25T14:02:11.123Z`, from milliseconds since the epoch.
+pub fn iso8601(ms: UnixMillis) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_matches_known_instants() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_548_425_331_123), "2019-01-25T14:08:51.123Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+    }
+}

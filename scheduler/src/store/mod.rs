@@ -1,0 +1,237 @@
+//! Storage behind traits: tasks ([`TaskStore`]), reports ([`ReportStore`])
+//! and samples ([`BlobStore`]). Each backend lives in its own file; a
+//! storage URL picks one ([`open`]).
+
+pub mod local_blobs;
+pub mod sqlite;
+pub mod sqlite_reports;
+pub mod sqlite_tasks;
+
+use std::{path::Path, pin::Pin, sync::Arc};
+
+use async_trait::async_trait;
+use multiscanner_proto::domain::{
+    NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis,
+};
+use serde_json::Value;
+use tokio::io::AsyncRead;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid storage URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A file node waiting to be analysed or being analysed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeWork {
+    pub assignment_id: String,
+    pub task_id: TaskId,
+    pub node_id: NodeId,
+    pub parent: Option<NodeId>,
+    pub depth: u32,
+    pub sha256: Sha256,
+    pub size: u64,
+    pub filename: String,
+    pub modules: Vec<String>,
+    pub archive_password: Option<String>,
+    pub attempts: u32,
+}
+
+/// A node of a task's tree, for report assembly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: NodeId,
+    pub parent: Option<NodeId>,
+    pub depth: u32,
+    pub sha256: Sha256,
+    pub size: u64,
+    pub filename: String,
+    pub created_by: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Filter and page of a task listing.
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    pub statuses: Vec<TaskStatus>,
+    pub sha256: Option<Sha256>,
+    /// Only tasks with an id below this one (paging newest first).
+    pub before: Option<TaskId>,
+    pub limit: u32,
+}
+
+/// What happened when a node finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeOutcome {
+    /// Other nodes of the task are still queued or running.
+    TaskStillRunning,
+    /// It was the task's last node.
+    TaskDone,
+    /// The node was not held by this assignment (stale or already finished).
+    Stale,
+}
+
+/// Durable task lifecycle and the queue of file nodes.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Records a task and its root node, queued. Durable on return.
+    async fn create_task(
+        &self,
+        sha256: Sha256,
+        size: u64,
+        submission: &Submission,
+    ) -> StoreResult<Task>;
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
+    /// Newest first.
+    async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>>;
+    /// The newest task of a sample that is not failed or cancelled.
+    async fn latest_task_of(&self, sha256: Sha256) -> StoreResult<Option<Task>>;
+    /// Takes the next queued node (highest priority, oldest first) and marks
+    /// it assigned under `assignment_id`; the task becomes Running.
+    async fn claim_next(&self, assignment_id: &str) -> StoreResult<Option<NodeWork>>;
+    /// Puts an assigned node back in the queue (worker gone).
+    async fn requeue(&self, assignment_id: &str) -> StoreResult<()>;
+    /// Marks a node done; tells whether that ended the task.
+    async fn finish_node(&self, assignment_id: &str, error: Option<&str>)
+    -> StoreResult<NodeOutcome>;
+    /// Adds an extracted file under `parent`, unless its SHA-256 is already in
+    /// the tree. Returns the new node id.
+    async fn add_child(
+        &self,
+        assignment_id: &str,
+        sha256: Sha256,
+        size: u64,
+        filename: &str,
+        created_by: &str,
+    ) -> StoreResult<Option<NodeId>>;
+    async fn nodes(&self, task: TaskId) -> StoreResult<Vec<NodeInfo>>;
+    /// Sets a final status (Complete, Failed, Cancelled) unless the task
+    /// already has one; returns the task as it is afterwards.
+    async fn finish_task(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        error: Option<&str>,
+        at: UnixMillis,
+    ) -> StoreResult<Task>;
+    /// Assignment ids of a task's nodes that are being analysed.
+    async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>>;
+    async fn delete_task(&self, id: TaskId) -> StoreResult<()>;
+}
+
+/// One module's outcome on one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleRecord {
+    pub node_id: NodeId,
+    pub module: String,
+    pub module_version: String,
+    pub outcome: Result<Value, String>,
+    pub duration_ms: u64,
+}
+
+/// Module results and the merged reports built from them.
+#[async_trait]
+pub trait ReportStore: Send + Sync + 'static {
+    /// Stores one result; storing the same (task, node, module) again
+    /// changes nothing.
+    async fn put_result(&self, task: TaskId, record: &ModuleRecord) -> StoreResult<()>;
+    async fn results(&self, task: TaskId) -> StoreResult<Vec<ModuleRecord>>;
+    /// Stores the merged report of a finished task.
+    async fn put_report(&self, task: TaskId, sha256: Sha256, report: &Value) -> StoreResult<()>;
+    async fn get_report(&self, task: TaskId) -> StoreResult<Option<Value>>;
+    async fn delete_task(&self, task: TaskId) -> StoreResult<()>;
+}
+
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Samples by SHA-256, written once, streamed both ways.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores the file at `staged` (a temporary file on the same machine)
+    /// under `sha256`, unless that sample is already stored.
+    async fn put_file(&self, sha256: Sha256, staged: &Path) -> StoreResult<()>;
+    async fn open(&self, sha256: Sha256) -> StoreResult<BlobReader>;
+    async fn exists(&self, sha256: Sha256) -> StoreResult<bool>;
+    /// Where uploads are staged before [`BlobStore::put_file`].
+    fn staging_dir(&self) -> &Path;
+}
+
+/// The three stores a scheduler works with.
+#[derive(Clone)]
+pub struct Stores {
+    pub tasks: Arc<dyn TaskStore>,
+    pub reports: Arc<dyn ReportStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+/// Opens the stores named by URLs: `sqlite://PATH` for tasks and reports,
+/// `file://DIR` for samples.
+pub async fn open(task_url: &str, report_url: &str, blob_url: &str) -> StoreResult<Stores> {
+    let tasks: Arc<dyn TaskStore> = match scheme(task_url)? {
+        ("sqlite", path) => Arc::new(sqlite_tasks::SqliteTaskStore::open(Path::new(path)).await?),
+        (other, _) => return Err(unsupported(task_url, other, "sqlite://")),
+    };
+    let reports: Arc<dyn ReportStore> = match scheme(report_url)? {
+        ("sqlite", path) => Arc::new(
+            sqlite_reports::SqliteReportStore::open(Path::new(path)).await?,
+        ),
+        (other, _) => return Err(unsupported(report_url, other, "sqlite://")),
+    };
+    let blobs: Arc<dyn BlobStore> = match scheme(blob_url)? {
+        ("file", path) => Arc::new(local_blobs::LocalBlobStore::open(Path::new(path)).await?),
+        (other, _) => return Err(unsupported(blob_url, other, "file://")),
+    };
+    Ok(Stores {
+        tasks,
+        reports,
+        blobs,
+    })
+}
+
+fn scheme(url: &str) -> StoreResult<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: "expected SCHEME://LOCATION".into(),
+    })?;
+    if rest.is_empty() {
+        return Err(StoreError::BadUrl {
+            url: url.to_owned(),
+            reason: "the location is empty".into(),
+        });
+    }
+    Ok((scheme, rest))
+}
+
+fn unsupported(url: &str, scheme: &str, supported: &str) -> StoreError {
+    StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: format!(
+            "scheme {scheme:?} is not supported here yet; this store accepts {supported}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod conformance;

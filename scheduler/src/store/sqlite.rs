@@ -1,0 +1,74 @@
+//! A SQLite connection shared by the embedded stores, used from tokio's
+//! blocking pool so that queries never stall the runtime.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::Connection;
+
+use super::{StoreError, StoreResult};
+
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and applies
+    /// `schema`, which must be idempotent (`CREATE ... IF NOT EXISTS`).
+    pub async fn open(path: &Path, schema: &'static str) -> StoreResult<Self> {
+        let path = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+            // WAL with synchronous=NORMAL: a committed transaction survives
+            // the process being killed; `FULL` would add an fsync per commit
+            // to survive power loss too.
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(internal)?;
+            conn.execute_batch(schema).map_err(internal)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Internal("database lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+}
+
+pub fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        internal(e)
+    }
+}

@@ -1,0 +1,417 @@
+//! The embedded task store: tasks and their file nodes in one SQLite file.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use multiscanner_proto::domain::{
+    NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis, now_millis,
+};
+use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
+
+use super::{
+    NodeInfo, NodeOutcome, NodeWork, StoreError, StoreResult, TaskQuery, TaskStore, sqlite::Db,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256       TEXT    NOT NULL,
+    size         INTEGER NOT NULL,
+    submission   TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    submitted_at INTEGER NOT NULL,
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_sample ON tasks (sha256, id);
+CREATE TABLE IF NOT EXISTS nodes (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id       INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    parent_id     INTEGER,
+    depth         INTEGER NOT NULL,
+    sha256        TEXT    NOT NULL,
+    size          INTEGER NOT NULL,
+    filename      TEXT    NOT NULL,
+    created_by    TEXT,
+    state         TEXT    NOT NULL CHECK (state IN ('queued', 'assigned', 'done')),
+    priority      INTEGER NOT NULL,
+    assignment_id TEXT UNIQUE,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    UNIQUE (task_id, sha256)
+);
+CREATE INDEX IF NOT EXISTS nodes_queue ON nodes (state, priority DESC, id);
+CREATE INDEX IF NOT EXISTS nodes_by_task ON nodes (task_id);
+";
+
+const TASK_COLUMNS: &str = "id, sha256, size, submission, status, submitted_at, started_at, \
+     finished_at, error, (SELECT count(*) FROM nodes WHERE nodes.task_id = tasks.id)";
+
+#[derive(Clone)]
+pub struct SqliteTaskStore {
+    db: Db,
+}
+
+impl SqliteTaskStore {
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        Ok(Self {
+            db: Db::open(path, SCHEMA).await?,
+        })
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, format!("{what}: {e}"), rusqlite::types::Type::Text)
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let sha: String = row.get(1)?;
+    let submission: String = row.get(3)?;
+    let status: String = row.get(4)?;
+    Ok(Task {
+        id: TaskId(row.get(0)?),
+        sha256: sha.parse().map_err(|e| corrupt("sha256", e))?,
+        size: row.get::<_, i64>(2)? as u64,
+        submission: serde_json::from_str::<Submission>(&submission)
+            .map_err(|e| corrupt("submission", e))?,
+        status: status.parse().map_err(|e| corrupt("status", e))?,
+        submitted_at: row.get(5)?,
+        started_at: row.get(6)?,
+        finished_at: row.get(7)?,
+        error: row.get(8)?,
+        node_count: row.get::<_, i64>(9)? as u32,
+    })
+}
+
+fn load_task(conn: &rusqlite::Connection, id: TaskId) -> StoreResult<Task> {
+    conn.query_row(
+        &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+        [id.0],
+        task_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
+}
+
+#[async_trait]
+impl TaskStore for SqliteTaskStore {
+    async fn create_task(
+        &self,
+        sha256: Sha256,
+        size: u64,
+        submission: &Submission,
+    ) -> StoreResult<Task> {
+        let json = serde_json::to_string(submission)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let submission = submission.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let now = now_millis();
+                tx.execute(
+                    "INSERT INTO tasks (sha256, size, submission, status, submitted_at) \
+                     VALUES (?1, ?2, ?3, 'Pending', ?4)",
+                    params![sha256.to_hex(), size as i64, json, now],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, priority) \
+                     VALUES (?1, 0, ?2, ?3, ?4, 'queued', ?5)",
+                    params![
+                        id,
+                        sha256.to_hex(),
+                        size as i64,
+                        submission.filename,
+                        submission.priority.get()
+                    ],
+                )?;
+                let task = load_task(&tx, TaskId(id))?;
+                tx.commit()?;
+                Ok(task)
+            })
+            .await
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
+        self.db.call(move |conn| load_task(conn, id)).await
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
+        let mut args: Vec<Sql> = Vec::new();
+        if !query.statuses.is_empty() {
+            let marks = vec!["?"; query.statuses.len()].join(", ");
+            sql.push_str(&format!(" AND status IN ({marks})"));
+            args.extend(query.statuses.iter().map(|s| Sql::Text(s.as_str().into())));
+        }
+        if let Some(sha) = query.sha256 {
+            sql.push_str(" AND sha256 = ?");
+            args.push(Sql::Text(sha.to_hex()));
+        }
+        if let Some(before) = query.before {
+            sql.push_str(" AND id < ?");
+            args.push(Sql::Integer(before.0));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(Sql::Integer(i64::from(query.limit)));
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), task_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn latest_task_of(&self, sha256: Sha256) -> StoreResult<Option<Task>> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        &format!(
+                            "SELECT {TASK_COLUMNS} FROM tasks WHERE sha256 = ?1 \
+                             AND status NOT IN ('Failed', 'Cancelled') ORDER BY id DESC LIMIT 1"
+                        ),
+                        [sha256.to_hex()],
+                        task_from_row,
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn claim_next(&self, assignment_id: &str) -> StoreResult<Option<NodeWork>> {
+        let assignment_id = assignment_id.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let node = tx
+                    .query_row(
+                        "SELECT n.id, n.task_id, n.parent_id, n.depth, n.sha256, n.size, \
+                         n.filename, n.attempts, t.submission \
+                         FROM nodes n JOIN tasks t ON t.id = n.task_id \
+                         WHERE n.state = 'queued' ORDER BY n.priority DESC, n.id LIMIT 1",
+                        [],
+                        |r| {
+                            let sha: String = r.get(4)?;
+                            let sub: String = r.get(8)?;
+                            let submission: Submission = serde_json::from_str(&sub)
+                                .map_err(|e| corrupt("submission", e))?;
+                            Ok(NodeWork {
+                                assignment_id: String::new(),
+                                node_id: NodeId(r.get(0)?),
+                                task_id: TaskId(r.get(1)?),
+                                parent: r.get::<_, Option<i64>>(2)?.map(NodeId),
+                                depth: r.get::<_, i64>(3)? as u32,
+                                sha256: sha.parse().map_err(|e| corrupt("sha256", e))?,
+                                size: r.get::<_, i64>(5)? as u64,
+                                filename: r.get(6)?,
+                                attempts: r.get::<_, i64>(7)? as u32 + 1,
+                                modules: submission
+                                    .modules
+                                    .iter()
+                                    .map(|m| m.to_string())
+                                    .collect(),
+                                archive_password: submission.archive_password,
+                            })
+                        },
+                    )
+                    .optional()?;
+                let Some(mut node) = node else {
+                    return Ok(None);
+                };
+                node.assignment_id.clone_from(&assignment_id);
+                tx.execute(
+                    "UPDATE nodes SET state = 'assigned', assignment_id = ?1, \
+                     attempts = attempts + 1 WHERE id = ?2",
+                    params![assignment_id, node.node_id.0],
+                )?;
+                tx.execute(
+                    "UPDATE tasks SET status = 'Running', started_at = ?1 \
+                     WHERE id = ?2 AND status = 'Pending'",
+                    params![now_millis(), node.task_id.0],
+                )?;
+                tx.commit()?;
+                Ok(Some(node))
+            })
+            .await
+    }
+
+    async fn requeue(&self, assignment_id: &str) -> StoreResult<()> {
+        let assignment_id = assignment_id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE nodes SET state = 'queued', assignment_id = NULL \
+                     WHERE assignment_id = ?1 AND state = 'assigned'",
+                    [assignment_id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn finish_node(
+        &self,
+        assignment_id: &str,
+        error: Option<&str>,
+    ) -> StoreResult<NodeOutcome> {
+        let assignment_id = assignment_id.to_owned();
+        let error = error.map(str::to_owned);
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let task: Option<i64> = tx
+                    .query_row(
+                        "UPDATE nodes SET state = 'done', error = ?2 \
+                         WHERE assignment_id = ?1 AND state = 'assigned' RETURNING task_id",
+                        params![assignment_id, error],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(task) = task else {
+                    return Ok(NodeOutcome::Stale);
+                };
+                let open: i64 = tx.query_row(
+                    "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
+                    [task],
+                    |r| r.get(0),
+                )?;
+                tx.commit()?;
+                Ok(if open == 0 {
+                    NodeOutcome::TaskDone
+                } else {
+                    NodeOutcome::TaskStillRunning
+                })
+            })
+            .await
+    }
+
+    async fn add_child(
+        &self,
+        assignment_id: &str,
+        sha256: Sha256,
+        size: u64,
+        filename: &str,
+        created_by: &str,
+    ) -> StoreResult<Option<NodeId>> {
+        let (assignment_id, filename, created_by) = (
+            assignment_id.to_owned(),
+            filename.to_owned(),
+            created_by.to_owned(),
+        );
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let parent: Option<(i64, i64, i64, i64)> = tx
+                    .query_row(
+                        "SELECT id, task_id, depth, priority FROM nodes \
+                         WHERE assignment_id = ?1 AND state = 'assigned'",
+                        [&assignment_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((parent, task, depth, priority)) = parent else {
+                    return Err(StoreError::NotFound(format!("assignment {assignment_id}")));
+                };
+                let inserted = tx.execute(
+                    "INSERT OR IGNORE INTO nodes (task_id, parent_id, depth, sha256, size, \
+                     filename, created_by, state, priority) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
+                    params![
+                        task,
+                        parent,
+                        depth + 1,
+                        sha256.to_hex(),
+                        size as i64,
+                        filename,
+                        created_by,
+                        priority
+                    ],
+                )?;
+                let id = (inserted == 1).then(|| NodeId(tx.last_insert_rowid()));
+                tx.commit()?;
+                Ok(id)
+            })
+            .await
+    }
+
+    async fn nodes(&self, task: TaskId) -> StoreResult<Vec<NodeInfo>> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, parent_id, depth, sha256, size, filename, created_by, error \
+                     FROM nodes WHERE task_id = ?1 ORDER BY id",
+                )?;
+                let rows = stmt.query_map([task.0], |r| {
+                    let sha: String = r.get(3)?;
+                    Ok(NodeInfo {
+                        node_id: NodeId(r.get(0)?),
+                        parent: r.get::<_, Option<i64>>(1)?.map(NodeId),
+                        depth: r.get::<_, i64>(2)? as u32,
+                        sha256: sha.parse().map_err(|e| corrupt("sha256", e))?,
+                        size: r.get::<_, i64>(4)? as u64,
+                        filename: r.get(5)?,
+                        created_by: r.get(6)?,
+                        error: r.get(7)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn finish_task(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        error: Option<&str>,
+        at: UnixMillis,
+    ) -> StoreResult<Task> {
+        let error = error.map(str::to_owned);
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let changed = tx.execute(
+                    "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4 \
+                     WHERE id = ?1 AND status IN ('Pending', 'Running')",
+                    params![id.0, status.as_str(), error, at],
+                )?;
+                if changed == 1 {
+                    // Whatever was still queued will not run any more.
+                    tx.execute(
+                        "UPDATE nodes SET state = 'done' WHERE task_id = ?1 AND state = 'queued'",
+                        [id.0],
+                    )?;
+                }
+                let task = load_task(&tx, id)?;
+                tx.commit()?;
+                Ok(task)
+            })
+            .await
+    }
+
+    async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT assignment_id FROM nodes WHERE task_id = ?1 AND state = 'assigned'",
+                )?;
+                let rows = stmt.query_map([id.0], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+
+    async fn delete_task(&self, id: TaskId) -> StoreResult<()> {
+        self.db
+            .call(move |conn| {
+                match conn.execute("DELETE FROM tasks WHERE id = ?1", [id.0])? {
+                    0 => Err(StoreError::NotFound(format!("task {id}"))),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+}

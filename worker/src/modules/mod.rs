@@ -1,0 +1,3 @@
+//! Built-in analysis modules, one file each.
+
+pub mod filemeta;
