@@ -1,1 +1,243 @@
-fn main() {}
+//! The `multiscanner` binary: parses the command line, loads the config,
+//! starts telemetry and hands over to the component libraries.
+
+mod config;
+mod mesh;
+mod scan;
+mod telemetry;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_TOML};
+
+#[derive(Parser)]
+#[command(name = "multiscanner", version, about = "Distributed file analysis")]
+struct Cli {
+    /// Configuration file (TOML); `multiscanner config init` prints one.
+    #[arg(long, short = 'c', global = true, env = "MULTISCANNER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse files and directories (recursively) once, on an in-process
+    /// mesh, and print one report per file.
+    Scan {
+        /// Print NDJSON: one report object per line, as each file finishes.
+        #[arg(long)]
+        json: bool,
+        /// Write the reports to FILE instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// In-process workers.
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
+        /// Keep the stores in the configured data directory instead of a
+        /// temporary one removed afterwards.
+        #[arg(long)]
+        keep_data: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Scheduler and workers in one process, talking gRPC over loopback.
+    AllInOne {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "HOST:PORT")]
+        grpc_addr: Option<SocketAddr>,
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
+    },
+    /// The scheduler alone.
+    Scheduler {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "HOST:PORT")]
+        grpc_addr: Option<SocketAddr>,
+        #[arg(long, value_name = "URL")]
+        task_store: Option<String>,
+        #[arg(long, value_name = "URL")]
+        report_store: Option<String>,
+        #[arg(long, value_name = "URL")]
+        blob_store: Option<String>,
+    },
+    /// A worker dialling one or more schedulers.
+    Worker {
+        /// Scheduler URL (`http://HOST:PORT`); repeat for several.
+        #[arg(long = "scheduler", value_name = "URL")]
+        schedulers: Vec<String>,
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
+    /// List the analysis modules, their versions, whether they are enabled
+    /// and, if they cannot run here, why.
+    Modules,
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the full, commented default configuration.
+    Init,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config {
+        command: ConfigCommand::Init,
+    } = cli.command
+    {
+        print!("{DEFAULT_TOML}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Scan {
+            json,
+            output,
+            workers,
+            keep_data,
+            paths,
+        } => {
+            let _telemetry = telemetry::init("warn");
+            let failed = scan::run(
+                config,
+                scan::ScanOptions {
+                    paths,
+                    ndjson: json,
+                    output,
+                    workers,
+                    keep_data,
+                },
+            )
+            .await?;
+            if failed > 0 {
+                eprintln!("{failed} path(s) could not be analysed");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::AllInOne {
+            data_dir,
+            grpc_addr,
+            workers,
+        } => {
+            let _telemetry = telemetry::init("info");
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            if let Some(a) = grpc_addr {
+                config.scheduler.grpc_addr = a;
+            }
+            let mut mesh = mesh::Mesh::start(&config, workers).await?;
+            tokio::select! {
+                res = mesh.failed() => res?,
+                () = shutdown_signal() => mesh.stop().await?,
+            }
+        }
+        Command::Scheduler {
+            data_dir,
+            grpc_addr,
+            task_store,
+            report_store,
+            blob_store,
+        } => {
+            let _telemetry = telemetry::init("info");
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let s = &mut config.scheduler;
+            if let Some(a) = grpc_addr {
+                s.grpc_addr = a;
+            }
+            for (flag, slot) in [
+                (task_store, &mut s.task_store),
+                (report_store, &mut s.report_store),
+                (blob_store, &mut s.blob_store),
+            ] {
+                if let Some(url) = flag {
+                    *slot = url;
+                }
+            }
+            config.resolve_stores();
+            multiscanner_scheduler::run(config.scheduler, shutdown_signal()).await?;
+        }
+        Command::Worker {
+            schedulers,
+            concurrency,
+        } => {
+            let _telemetry = telemetry::init("info");
+            if !schedulers.is_empty() {
+                config.worker.schedulers = schedulers;
+            }
+            if let Some(n) = concurrency {
+                config.worker.concurrency = n;
+            }
+            multiscanner_worker::run(config.worker, shutdown_signal()).await?;
+        }
+        Command::Modules => print_modules(&config),
+        Command::Config { .. } => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_modules(config: &Config) {
+    let enabled = &config.worker.modules.enabled;
+    println!("{:<16} {:<10} {:<8} STATUS", "MODULE", "VERSION", "ENABLED");
+    for m in multiscanner_worker::registry::builtin() {
+        let status = match m.check() {
+            Ok(()) => "ready".to_owned(),
+            Err(why) => format!("cannot run: {why}"),
+        };
+        let on = if enabled.iter().any(|e| e == m.name()) {
+            "yes"
+        } else {
+            "no"
+        };
+        println!("{:<16} {:<10} {:<8} {status}", m.name(), m.version(), on);
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,150 @@
+//! The configuration file and its layers: defaults, then the TOML file, then
+//! `MULTISCANNER_*` environment variables, then the command line.
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use multiscanner_scheduler::SchedulerConfig;
+use multiscanner_worker::WorkerConfig;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where embedded stores keep their files; empty means
+    /// `$XDG_DATA_HOME/multiscanner` (or `~/.local/share/multiscanner`).
+    pub data_dir: PathBuf,
+    pub scheduler: SchedulerConfig,
+    pub worker: WorkerConfig,
+}
+
+/// The default configuration, commented; `multiscanner config init` prints
+/// it and a test checks it says the same as [`Config::default`].
+pub const DEFAULT_TOML: &str = r#"# MultiScanner configuration.
+#
+# Every key can also be set from the environment: MULTISCANNER_ followed by
+# the section and key joined with a double underscore, in upper case, e.g.
+#   MULTISCANNER_SCHEDULER__GRPC_ADDR=0.0.0.0:7700
+#   MULTISCANNER_WORKER__CONCURRENCY=4
+# Command-line flags override both.
+
+# Where the embedded stores keep their files (SQLite databases and samples).
+# Empty: $XDG_DATA_HOME/multiscanner, or ~/.local/share/multiscanner.
+data_dir = ""
+
+[scheduler]
+# Address of the gRPC API (public Tasks/Reports services and the WorkerHub
+# that workers dial). Port 0 picks a free port; the bound address is logged.
+grpc_addr = "127.0.0.1:7700"
+# Storage URLs. Empty: embedded stores under data_dir.
+#   task_store   = "sqlite:///var/lib/multiscanner/tasks.db"
+#   report_store = "sqlite:///var/lib/multiscanner/reports.db"
+#   blob_store   = "file:///var/lib/multiscanner/samples"
+task_store = ""
+report_store = ""
+blob_store = ""
+# Largest accepted upload, in bytes (4 GiB).
+max_upload_bytes = 4294967296
+# Deepest level of extracted files (the submitted file is level 0).
+max_depth = 8
+# Longest a task may run from its first assignment, in seconds.
+task_deadline_secs = 3600
+# How often workers report their load, in milliseconds.
+heartbeat_interval_ms = 5000
+
+[worker]
+# Schedulers to dial, tried in turn.
+schedulers = ["http://127.0.0.1:7700"]
+# Files analysed at once; 0 means one per CPU core.
+concurrency = 0
+# Name shown to the scheduler; empty means HOSTNAME-PID.
+worker_id = ""
+# Where samples are spilled while analysed; empty means the system's
+# temporary directory.
+work_dir = ""
+
+[worker.modules]
+# Modules to run on every file (their dependencies are added). Run
+# `multiscanner modules` to list the modules and whether they can run here.
+enabled = ["filemeta"]
+# Longest one module may take on one file, in seconds.
+timeout_secs = 300
+
+# Per-module overrides of timeout_secs.
+[worker.modules.timeouts]
+# filemeta = 60
+"#;
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("MULTISCANNER_").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(config)
+    }
+
+    /// The data directory, with the default applied.
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.data_dir.as_os_str().is_empty() {
+            return self.data_dir.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("multiscanner")
+    }
+
+    /// Fills empty store URLs with embedded stores under the data directory.
+    pub fn resolve_stores(&mut self) {
+        let dir = self.data_dir();
+        let s = &mut self.scheduler;
+        if s.task_store.is_empty() {
+            s.task_store = format!("sqlite://{}", dir.join("tasks.db").display());
+        }
+        if s.report_store.is_empty() {
+            s.report_store = format!("sqlite://{}", dir.join("reports.db").display());
+        }
+        if s.blob_store.is_empty() {
+            s.blob_store = format!("file://{}", dir.join("samples").display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_file_is_the_default() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("[scheduler]\ngrpc_adr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn stores_default_under_the_data_dir() {
+        let mut c = Config {
+            data_dir: "/d".into(),
+            ..Config::default()
+        };
+        c.resolve_stores();
+        assert_eq!(c.scheduler.task_store, "sqlite:///d/tasks.db");
+        assert_eq!(c.scheduler.blob_store, "file:///d/samples");
+    }
+}
