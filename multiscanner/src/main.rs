@@ -91,7 +91,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -199,7 +202,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             multiscanner_worker::run(config.worker, shutdown_signal()).await?;
         }
-        Command::Modules => print_modules(&config),
+        Command::Modules => {
+            multiscanner_worker::Registry::from_config(&config.worker.modules)?;
+            print_modules(&config);
+        }
         Command::Config { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -11,8 +11,10 @@ use crate::config::Config;
 
 pub struct Mesh {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    stop_workers: watch::Sender<bool>,
+    stop_scheduler: watch::Sender<bool>,
+    scheduler: JoinHandle<anyhow::Result<()>>,
+    workers: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
@@ -32,30 +34,47 @@ impl Mesh {
         config.resolve_stores();
         let bound = BoundScheduler::bind(config.scheduler.clone()).await?;
         let addr = bound.local_addr();
-        let (stop, rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(bound.serve(stopped(rx.clone())))];
+        let (stop_scheduler, rx) = watch::channel(false);
+        let scheduler = tokio::spawn(bound.serve(stopped(rx)));
+        let (stop_workers, rx) = watch::channel(false);
+        let mut handles = Vec::new();
         let base_id = config.worker.effective_worker_id();
         for i in 0..workers {
             let mut wc = config.worker.clone();
             wc.schedulers = vec![format!("http://{addr}")];
             wc.worker_id = format!("{base_id}-{i}");
-            tasks.push(tokio::spawn(multiscanner_worker::run(wc, stopped(rx.clone()))));
+            handles.push(tokio::spawn(multiscanner_worker::run(
+                wc,
+                stopped(rx.clone()),
+            )));
         }
-        Ok(Self { addr, stop, tasks })
+        Ok(Self {
+            addr,
+            stop_workers,
+            stop_scheduler,
+            scheduler,
+            workers: handles,
+        })
     }
 
     /// Resolves when any component stops by itself (an error).
     pub async fn failed(&mut self) -> anyhow::Result<()> {
-        let (res, _, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        let workers = futures::future::select_all(self.workers.iter_mut());
+        let res = tokio::select! {
+            res = &mut self.scheduler => res,
+            (res, _, _) = workers => res,
+        };
         res?
     }
 
-    /// Stops workers and scheduler, letting in-flight work finish.
+    /// Stops the workers (they finish what they hold and report it), then
+    /// the scheduler.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await??;
+        let _ = self.stop_workers.send(true);
+        for w in self.workers {
+            w.await??;
         }
-        Ok(())
+        let _ = self.stop_scheduler.send(true);
+        self.scheduler.await?
     }
 }

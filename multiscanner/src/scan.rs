@@ -34,11 +34,23 @@ type Outcome = Result<Value, String>;
 
 /// Runs the scan; returns how many paths failed.
 pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize> {
-    let (files, mut failures) = collect(&opts.paths);
+    let (files, mut failures, warnings) = collect(&opts.paths);
+    for (path, why) in &warnings {
+        eprintln!("warning: {}: {why}", path.display());
+    }
+    if files.is_empty() {
+        for (path, why) in &failures {
+            eprintln!("error: {}: {why}", path.display());
+        }
+        anyhow::ensure!(!failures.is_empty(), "no files to scan");
+        return Ok(failures.len());
+    }
     // A one-shot run keeps its stores in a temporary directory unless asked.
     let _tmp;
     if !opts.keep_data {
-        let dir = tempfile::Builder::new().prefix("multiscanner-scan-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("multiscanner-scan-")
+            .tempdir()?;
         config.data_dir = dir.path().to_owned();
         _tmp = dir;
     }
@@ -52,9 +64,10 @@ pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize>
         .await?;
 
     let mut out: Box<dyn Write + Send> = match &opts.output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| anyhow::anyhow!("cannot write {}: {e}", p.display()),
-        )?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let bar = ProgressBar::new(files.len() as u64);
@@ -102,25 +115,42 @@ pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize>
     Ok(failures.len())
 }
 
-/// Expands directories (recursively, following links) into regular files;
-/// everything that cannot be scanned is returned with the reason.
-fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+type Problems = Vec<(PathBuf, String)>;
+
+/// Expands directories (recursively, following links) into regular files.
+/// Paths that cannot be scanned are returned with the reason; a link back
+/// to a directory being walked (`/usr/bin/X11 -> .`) is only a warning, as
+/// every file under it is scanned through the other path.
+fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Problems, Problems) {
     let mut files = Vec::new();
     let mut failures = Vec::new();
+    let mut warnings = Vec::new();
     for root in paths {
-        for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
             match entry {
                 Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
                 Ok(e) if e.file_type().is_dir() => {}
                 Ok(e) => {
                     let kind = describe(e.file_type());
-                    failures.push((e.into_path(), format!("not a regular file ({kind}); skipped")));
+                    failures.push((
+                        e.into_path(),
+                        format!("not a regular file ({kind}); skipped"),
+                    ));
                 }
                 Err(e) => {
                     let path = e.path().map(Path::to_owned).unwrap_or_else(|| root.clone());
-                    let why = if e.loop_ancestor().is_some() {
-                        "symbolic link loop; skipped".to_owned()
-                    } else if let Some(io) = e.io_error() {
+                    if let Some(ancestor) = e.loop_ancestor() {
+                        let why = format!(
+                            "symbolic link loop back to {}; not followed",
+                            ancestor.display()
+                        );
+                        warnings.push((path, why));
+                        continue;
+                    }
+                    let why = if let Some(io) = e.io_error() {
                         io.to_string()
                     } else {
                         e.to_string()
@@ -130,7 +160,7 @@ fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
             }
         }
     }
-    (files, failures)
+    (files, failures, warnings)
 }
 
 fn describe(t: std::fs::FileType) -> &'static str {

@@ -4,6 +4,8 @@
 //! W3C trace id that travels in gRPC metadata; adding an OTLP exporter to
 //! the provider is all that exporting them would take.
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
@@ -15,7 +17,11 @@ pub fn init(default_level: &str) -> SdkTracerProvider {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("multiscanner")))
         .try_init();
     provider

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::{
     domain::{
-        DuplicatePolicy, MAX_FILENAME_LEN, MAX_METADATA_ENTRIES, MAX_TAG_LEN, MAX_TAGS,
-        ModuleName, Priority, Submission, Task, TaskStatus, UnixMillis,
+        DuplicatePolicy, MAX_FILENAME_LEN, MAX_METADATA_ENTRIES, MAX_TAG_LEN, MAX_TAGS, ModuleName,
+        Priority, Submission, Task, TaskStatus, UnixMillis,
     },
     error::FieldError,
     pb,
@@ -26,7 +26,10 @@ impl TryFrom<pb::SubmissionHeader> for Submission {
             return Err(FieldError::new("filename", "contains a NUL character"));
         }
         if h.tags.len() > MAX_TAGS {
-            return Err(FieldError::new("tags", format!("more than {MAX_TAGS} tags")));
+            return Err(FieldError::new(
+                "tags",
+                format!("more than {MAX_TAGS} tags"),
+            ));
         }
         let mut tags = Vec::with_capacity(h.tags.len());
         for tag in h.tags {

@@ -95,7 +95,11 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let sender = tracing::info_span!("sender");
             let _g = sender.enter();
-            let sent = tracing::Span::current().context().span().span_context().trace_id();
+            let sent = tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .trace_id();
             assert_ne!(sent, opentelemetry::trace::TraceId::INVALID);
 
             let mut meta = MetadataMap::new();

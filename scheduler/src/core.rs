@@ -67,9 +67,8 @@ impl Scheduler {
         let mut hasher = sha2::Sha256::new();
         let mut size: u64 = 0;
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| {
-                SchedulerError::InvalidArgument(format!("upload interrupted: {e}"))
-            })?;
+            let chunk = chunk
+                .map_err(|e| SchedulerError::InvalidArgument(format!("upload interrupted: {e}")))?;
             size += chunk.len() as u64;
             if size > limit {
                 return Err(SchedulerError::TooLarge { limit });
@@ -127,7 +126,12 @@ impl Scheduler {
         let task = self
             .stores
             .tasks
-            .finish_task(id, TaskStatus::Cancelled, Some("cancelled on request"), now_millis())
+            .finish_task(
+                id,
+                TaskStatus::Cancelled,
+                Some("cancelled on request"),
+                now_millis(),
+            )
             .await?;
         for a in assignments {
             self.workers.cancel(&a, "task cancelled");
@@ -219,7 +223,8 @@ impl Scheduler {
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "dispatch failed; retrying"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.workers.wake.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.workers.wake.notified()).await;
         }
     }
 
@@ -242,7 +247,10 @@ impl Scheduler {
             outcome,
             duration_ms: result.duration_ms,
         };
-        self.stores.reports.put_result(work.task_id, &record).await?;
+        self.stores
+            .reports
+            .put_result(work.task_id, &record)
+            .await?;
         self.events.publish(pb::TaskEvent {
             task_id: work.task_id.0,
             event: Some(pb::task_event::Event::ModuleResult(module_event(&record))),
@@ -262,9 +270,12 @@ impl Scheduler {
             .finish_node(&done.assignment_id, error)
             .await?;
         if outcome == NodeOutcome::TaskDone {
-            self.complete(work.task_id, work.parent.is_none().then_some(error).flatten())
-                .instrument(info_span!("complete", task_id = %work.task_id))
-                .await?;
+            self.complete(
+                work.task_id,
+                work.parent.is_none().then_some(error).flatten(),
+            )
+            .instrument(info_span!("complete", task_id = %work.task_id))
+            .await?;
         }
         Ok(())
     }
@@ -292,7 +303,10 @@ impl Scheduler {
         let nodes = self.stores.tasks.nodes(id).await?;
         let results = self.stores.reports.results(id).await?;
         let merged = report::assemble(&task, &nodes, &results);
-        self.stores.reports.put_report(id, task.sha256, &merged).await?;
+        self.stores
+            .reports
+            .put_report(id, task.sha256, &merged)
+            .await?;
         let status = if root_error.is_some() && results.is_empty() {
             TaskStatus::Failed
         } else {
@@ -316,10 +330,9 @@ impl Scheduler {
         sha256: Sha256,
         size: u64,
     ) -> Result<pb::ChildUploadResponse> {
-        let work = self
-            .workers
-            .find(&header.assignment_id)
-            .ok_or_else(|| SchedulerError::NotFound(format!("assignment {}", header.assignment_id)))?;
+        let work = self.workers.find(&header.assignment_id).ok_or_else(|| {
+            SchedulerError::NotFound(format!("assignment {}", header.assignment_id))
+        })?;
         if work.depth + 1 > self.config.max_depth {
             return Ok(pb::ChildUploadResponse {
                 node_id: 0,
@@ -333,7 +346,13 @@ impl Scheduler {
         let node = self
             .stores
             .tasks
-            .add_child(&header.assignment_id, sha256, size, &header.filename, &created_by)
+            .add_child(
+                &header.assignment_id,
+                sha256,
+                size,
+                &header.filename,
+                &created_by,
+            )
             .await?;
         let Some(node_id) = node else {
             return Ok(pb::ChildUploadResponse {

@@ -39,7 +39,9 @@ impl From<StoreError> for SchedulerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
-            StoreError::Unavailable(why) => Self::Unavailable(format!("storage unavailable: {why}")),
+            StoreError::Unavailable(why) => {
+                Self::Unavailable(format!("storage unavailable: {why}"))
+            }
             other => Self::Internal(other.to_string()),
         }
     }

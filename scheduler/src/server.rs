@@ -13,7 +13,10 @@ use tracing::info;
 use crate::{
     config::SchedulerConfig,
     core::Scheduler,
-    grpc::{hub::HubApi, tasks::{ReportsApi, TasksApi}},
+    grpc::{
+        hub::HubApi,
+        tasks::{ReportsApi, TasksApi},
+    },
     store::{self, Stores},
 };
 
@@ -61,7 +64,10 @@ impl BoundScheduler {
 
     /// Serves until `shutdown` resolves, then asks workers to drain, waits
     /// for their assignments (bounded), and stops.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let scheduler = self.scheduler;
         let addr = scheduler.config.grpc_addr;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -71,6 +77,13 @@ impl BoundScheduler {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // List only what this server serves (the descriptors also hold
+            // AnalysisModule, which modules serve, not the scheduler).
+            .with_service_name("multiscanner.v1.Tasks")
+            .with_service_name("multiscanner.v1.Reports")
+            .with_service_name("multiscanner.v1.WorkerHub")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()?;
 
         let dispatcher = tokio::spawn(Arc::clone(&scheduler).run_dispatcher());
@@ -120,7 +133,10 @@ impl BoundScheduler {
         }
         let _ = stop_tx.send(());
         // Worker streams stay open until workers hang up; don't wait forever.
-        if tokio::time::timeout(Duration::from_secs(2), &mut server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         info!("scheduler stopped");

@@ -134,10 +134,7 @@ impl Worker {
             .max_encoding_message_size(16 << 20);
         let (out_tx, out_rx) = mpsc::channel(self.concurrency as usize * 8 + 16);
         out_tx.send(self.hello()).await?;
-        let mut inbound = hub
-            .connect(ReceiverStream::new(out_rx))
-            .await?
-            .into_inner();
+        let mut inbound = hub.connect(ReceiverStream::new(out_rx)).await?.into_inner();
         let heartbeat_ms = match inbound.message().await? {
             Some(pb::SchedulerMessage {
                 msg: Some(In::Welcome(w)),
@@ -281,7 +278,10 @@ impl Worker {
                     }
                 }
                 let (result_json, error) = match run.outcome {
-                    Ok(v) => (v.unwrap_or(serde_json::Value::Null).to_string(), String::new()),
+                    Ok(v) => (
+                        v.unwrap_or(serde_json::Value::Null).to_string(),
+                        String::new(),
+                    ),
                     Err(e) => (String::new(), e),
                 };
                 let msg = pb::WorkerMessage {

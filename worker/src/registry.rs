@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{modules, module::Module};
+use crate::{module::Module, modules};
 
 /// Every built-in module, by name. Adding a module means adding it here.
 pub fn builtin() -> Vec<Arc<dyn Module>> {
@@ -86,8 +86,10 @@ impl Registry {
         available: Vec<Arc<dyn Module>>,
         config: &ModulesConfig,
     ) -> Result<Self, RegistryError> {
-        let by_name: BTreeMap<&'static str, Arc<dyn Module>> =
-            available.iter().map(|m| (m.name(), Arc::clone(m))).collect();
+        let by_name: BTreeMap<&'static str, Arc<dyn Module>> = available
+            .iter()
+            .map(|m| (m.name(), Arc::clone(m)))
+            .collect();
         let known = || by_name.keys().copied().collect::<Vec<_>>();
         let lookup = |name: &str, place: &'static str| {
             by_name
@@ -272,9 +274,19 @@ mod tests {
     fn per_module_timeout_overrides_the_default() {
         let mut c = config(&["filemeta"]);
         c.timeout_secs = 7;
-        assert_eq!(Registry::from_config(&c).unwrap().modules()[0].timeout.as_secs(), 7);
+        assert_eq!(
+            Registry::from_config(&c).unwrap().modules()[0]
+                .timeout
+                .as_secs(),
+            7
+        );
         c.timeouts.insert("filemeta".into(), 3);
-        assert_eq!(Registry::from_config(&c).unwrap().modules()[0].timeout.as_secs(), 3);
+        assert_eq!(
+            Registry::from_config(&c).unwrap().modules()[0]
+                .timeout
+                .as_secs(),
+            3
+        );
         c.timeouts.insert("bogus".into(), 3);
         assert!(Registry::from_config(&c).is_err());
     }

@@ -8,8 +8,8 @@ use std::{
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use tokio::sync::mpsc;
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use crate::{
@@ -64,7 +64,10 @@ pub async fn run_modules(
             let selected = waiting[i];
             let module = &selected.module;
             let requires = module.requires();
-            if !requires.iter().all(|r| finished.contains_key(r) || registry.get(r).is_none()) {
+            if !requires
+                .iter()
+                .all(|r| finished.contains_key(r) || registry.get(r).is_none())
+            {
                 i += 1;
                 continue;
             }
@@ -126,7 +129,12 @@ pub async fn run_modules(
                 Vec::new(),
             ),
         };
-        debug!(module = module.name(), ?duration, ok = outcome.is_ok(), "module finished");
+        debug!(
+            module = module.name(),
+            ?duration,
+            ok = outcome.is_ok(),
+            "module finished"
+        );
         finished.insert(
             module.name(),
             match &outcome {

@@ -1,0 +1,319 @@
+//! One suite every storage backend must pass. Each backend's test opens its
+//! stores and calls these functions.
+
+use std::io::Write;
+
+use multiscanner_proto::domain::{
+    DuplicatePolicy, NodeId, Priority, Sha256, Submission, TaskId, TaskStatus, now_millis,
+};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use super::{ModuleRecord, NodeOutcome, Stores, TaskQuery};
+
+fn sha(n: u8) -> Sha256 {
+    Sha256([n; 32])
+}
+
+fn submission(name: &str, priority: u32) -> Submission {
+    Submission {
+        filename: name.into(),
+        tags: vec!["t".into()],
+        priority: Priority::try_from(priority).unwrap(),
+        duplicate: DuplicatePolicy::Rescan,
+        ..Default::default()
+    }
+}
+
+pub async fn task_lifecycle(s: &Stores) {
+    let t = s
+        .tasks
+        .create_task(sha(1), 10, &submission("a", 5))
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Pending);
+    assert_eq!(t.node_count, 1);
+    assert_eq!(s.tasks.get_task(t.id).await.unwrap(), t);
+    assert!(s.tasks.get_task(TaskId(t.id.0 + 1000)).await.is_err());
+
+    let work = s
+        .tasks
+        .claim_next("as-1")
+        .await
+        .unwrap()
+        .expect("queued root");
+    assert_eq!((work.task_id, work.depth, work.attempts), (t.id, 0, 1));
+    assert_eq!(work.assignment_id, "as-1");
+    assert!(
+        s.tasks.claim_next("as-2").await.unwrap().is_none(),
+        "nothing else queued"
+    );
+    assert_eq!(
+        s.tasks.get_task(t.id).await.unwrap().status,
+        TaskStatus::Running
+    );
+
+    // Worker lost: the node goes back and is claimed again, attempt 2.
+    s.tasks.requeue("as-1").await.unwrap();
+    let again = s.tasks.claim_next("as-3").await.unwrap().unwrap();
+    assert_eq!((again.node_id, again.attempts), (work.node_id, 2));
+    // The stale assignment can no longer finish the node.
+    assert_eq!(
+        s.tasks.finish_node("as-1", None).await.unwrap(),
+        NodeOutcome::Stale
+    );
+
+    // A child, deduplicated by SHA-256 within the tree.
+    let child = s
+        .tasks
+        .add_child("as-3", sha(2), 3, "inner", "archive")
+        .await
+        .unwrap();
+    assert!(child.is_some());
+    assert_eq!(
+        s.tasks
+            .add_child("as-3", sha(2), 3, "dup", "archive")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.tasks.finish_node("as-3", None).await.unwrap(),
+        NodeOutcome::TaskStillRunning
+    );
+    let c = s.tasks.claim_next("as-4").await.unwrap().unwrap();
+    assert_eq!((c.depth, c.parent), (1, Some(work.node_id)));
+    assert_eq!(
+        s.tasks.finish_node("as-4", None).await.unwrap(),
+        NodeOutcome::TaskDone
+    );
+    let nodes = s.tasks.nodes(t.id).await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[1].created_by.as_deref(), Some("archive"));
+
+    let done = s
+        .tasks
+        .finish_task(t.id, TaskStatus::Complete, None, now_millis())
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Complete);
+    // A final status is never overwritten.
+    let still = s
+        .tasks
+        .finish_task(t.id, TaskStatus::Cancelled, Some("late"), now_millis())
+        .await
+        .unwrap();
+    assert_eq!(still.status, TaskStatus::Complete);
+
+    s.tasks.delete_task(t.id).await.unwrap();
+    assert!(s.tasks.get_task(t.id).await.is_err());
+    assert!(s.tasks.delete_task(t.id).await.is_err());
+}
+
+pub async fn priorities_and_listing(s: &Stores) {
+    let low = s
+        .tasks
+        .create_task(sha(3), 1, &submission("low", 1))
+        .await
+        .unwrap();
+    let high = s
+        .tasks
+        .create_task(sha(4), 1, &submission("high", 9))
+        .await
+        .unwrap();
+    let mid1 = s
+        .tasks
+        .create_task(sha(5), 1, &submission("mid1", 5))
+        .await
+        .unwrap();
+    let mid2 = s
+        .tasks
+        .create_task(sha(6), 1, &submission("mid2", 5))
+        .await
+        .unwrap();
+    let order: Vec<TaskId> = [
+        s.tasks.claim_next("p1").await.unwrap().unwrap().task_id,
+        s.tasks.claim_next("p2").await.unwrap().unwrap().task_id,
+        s.tasks.claim_next("p3").await.unwrap().unwrap().task_id,
+        s.tasks.claim_next("p4").await.unwrap().unwrap().task_id,
+    ]
+    .into();
+    assert_eq!(
+        order,
+        [high.id, mid1.id, mid2.id, low.id],
+        "priority, then FIFO"
+    );
+
+    let page = s
+        .tasks
+        .list_tasks(&TaskQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [mid2.id, mid1.id]
+    );
+    let next = s
+        .tasks
+        .list_tasks(&TaskQuery {
+            limit: 2,
+            before: Some(mid1.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [high.id, low.id]
+    );
+    let by_sha = s
+        .tasks
+        .list_tasks(&TaskQuery {
+            sha256: Some(sha(4)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_sha.len(), 1);
+    assert_eq!(
+        s.tasks.latest_task_of(sha(4)).await.unwrap().unwrap().id,
+        high.id
+    );
+
+    // Cancelling drops queued nodes and hides the task from dedupe.
+    let c = s
+        .tasks
+        .create_task(sha(7), 1, &submission("c", 5))
+        .await
+        .unwrap();
+    s.tasks
+        .finish_task(c.id, TaskStatus::Cancelled, Some("asked"), now_millis())
+        .await
+        .unwrap();
+    assert!(s.tasks.claim_next("p5").await.unwrap().is_none());
+    assert!(s.tasks.latest_task_of(sha(7)).await.unwrap().is_none());
+}
+
+pub async fn results_are_idempotent(s: &Stores) {
+    let task = TaskId(42);
+    let first = ModuleRecord {
+        node_id: NodeId(1),
+        module: "filemeta".into(),
+        module_version: "1".into(),
+        outcome: Ok(json!({"a": 1})),
+        duration_ms: 5,
+    };
+    s.reports.put_result(task, &first).await.unwrap();
+    let repeat = ModuleRecord {
+        outcome: Ok(json!({"a": 2})),
+        ..first.clone()
+    };
+    s.reports.put_result(task, &repeat).await.unwrap();
+    let failed = ModuleRecord {
+        module: "slow".into(),
+        outcome: Err("timed out".into()),
+        ..first.clone()
+    };
+    s.reports.put_result(task, &failed).await.unwrap();
+    let stored = s.reports.results(task).await.unwrap();
+    assert_eq!(stored, vec![first, failed]);
+
+    assert_eq!(s.reports.get_report(task).await.unwrap(), None);
+    s.reports
+        .put_report(task, sha(1), &json!({"x": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reports.get_report(task).await.unwrap(),
+        Some(json!({"x": 1}))
+    );
+    s.reports.delete_task(task).await.unwrap();
+    assert!(s.reports.results(task).await.unwrap().is_empty());
+    assert_eq!(s.reports.get_report(task).await.unwrap(), None);
+}
+
+pub async fn blobs_round_trip(s: &Stores) {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut staged = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
+    staged.write_all(&data).unwrap();
+    let id = sha(9);
+    assert!(!s.blobs.exists(id).await.unwrap());
+    s.blobs.put_file(id, staged.path()).await.unwrap();
+    assert!(s.blobs.exists(id).await.unwrap());
+    // Written once: a second put with other bytes does not replace it.
+    let mut other = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
+    other.write_all(b"other").unwrap();
+    s.blobs.put_file(id, other.path()).await.unwrap();
+    let mut back = Vec::new();
+    s.blobs
+        .open(id)
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+    assert!(s.blobs.open(sha(10)).await.is_err());
+}
+
+mod sqlite {
+    use super::*;
+
+    async fn open() -> (tempfile::TempDir, Stores) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().display();
+        let stores = crate::store::open(
+            &format!("sqlite://{p}/tasks.db"),
+            &format!("sqlite://{p}/reports.db"),
+            &format!("file://{p}/samples"),
+        )
+        .await
+        .unwrap();
+        (dir, stores)
+    }
+
+    #[tokio::test]
+    async fn task_lifecycle() {
+        let (_d, s) = open().await;
+        super::task_lifecycle(&s).await;
+    }
+
+    #[tokio::test]
+    async fn priorities_and_listing() {
+        let (_d, s) = open().await;
+        super::priorities_and_listing(&s).await;
+    }
+
+    #[tokio::test]
+    async fn results_are_idempotent() {
+        let (_d, s) = open().await;
+        super::results_are_idempotent(&s).await;
+    }
+
+    #[tokio::test]
+    async fn blobs_round_trip() {
+        let (_d, s) = open().await;
+        super::blobs_round_trip(&s).await;
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_name_the_problem() {
+        let err = crate::store::open("postgres://x/y", "sqlite:///tmp/r", "file:///tmp/b")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgres") && err.contains("sqlite://"),
+            "{err}"
+        );
+        let err = crate::store::open("tasks.db", "sqlite:///tmp/r", "file:///tmp/b")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SCHEME://"), "{err}");
+    }
+}

@@ -108,8 +108,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Puts an assigned node back in the queue (worker gone).
     async fn requeue(&self, assignment_id: &str) -> StoreResult<()>;
     /// Marks a node done; tells whether that ended the task.
-    async fn finish_node(&self, assignment_id: &str, error: Option<&str>)
-    -> StoreResult<NodeOutcome>;
+    async fn finish_node(
+        &self,
+        assignment_id: &str,
+        error: Option<&str>,
+    ) -> StoreResult<NodeOutcome>;
     /// Adds an extracted file under `parent`, unless its SHA-256 is already in
     /// the tree. Returns the new node id.
     async fn add_child(
@@ -194,9 +197,9 @@ pub async fn open(task_url: &str, report_url: &str, blob_url: &str) -> StoreResu
         (other, _) => return Err(unsupported(task_url, other, "sqlite://")),
     };
     let reports: Arc<dyn ReportStore> = match scheme(report_url)? {
-        ("sqlite", path) => Arc::new(
-            sqlite_reports::SqliteReportStore::open(Path::new(path)).await?,
-        ),
+        ("sqlite", path) => {
+            Arc::new(sqlite_reports::SqliteReportStore::open(Path::new(path)).await?)
+        }
         (other, _) => return Err(unsupported(report_url, other, "sqlite://")),
     };
     let blobs: Arc<dyn BlobStore> = match scheme(blob_url)? {

@@ -102,8 +102,8 @@ impl TaskStore for SqliteTaskStore {
         size: u64,
         submission: &Submission,
     ) -> StoreResult<Task> {
-        let json = serde_json::to_string(submission)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_string(submission).map_err(|e| StoreError::Internal(e.to_string()))?;
         let submission = submission.clone();
         self.db
             .call(move |conn| {
@@ -196,8 +196,8 @@ impl TaskStore for SqliteTaskStore {
                         |r| {
                             let sha: String = r.get(4)?;
                             let sub: String = r.get(8)?;
-                            let submission: Submission = serde_json::from_str(&sub)
-                                .map_err(|e| corrupt("submission", e))?;
+                            let submission: Submission =
+                                serde_json::from_str(&sub).map_err(|e| corrupt("submission", e))?;
                             Ok(NodeWork {
                                 assignment_id: String::new(),
                                 node_id: NodeId(r.get(0)?),
@@ -208,11 +208,7 @@ impl TaskStore for SqliteTaskStore {
                                 size: r.get::<_, i64>(5)? as u64,
                                 filename: r.get(6)?,
                                 attempts: r.get::<_, i64>(7)? as u32 + 1,
-                                modules: submission
-                                    .modules
-                                    .iter()
-                                    .map(|m| m.to_string())
-                                    .collect(),
+                                modules: submission.modules.iter().map(|m| m.to_string()).collect(),
                                 archive_password: submission.archive_password,
                             })
                         },
@@ -406,12 +402,12 @@ impl TaskStore for SqliteTaskStore {
 
     async fn delete_task(&self, id: TaskId) -> StoreResult<()> {
         self.db
-            .call(move |conn| {
-                match conn.execute("DELETE FROM tasks WHERE id = ?1", [id.0])? {
+            .call(
+                move |conn| match conn.execute("DELETE FROM tasks WHERE id = ?1", [id.0])? {
                     0 => Err(StoreError::NotFound(format!("task {id}"))),
                     _ => Ok(()),
-                }
-            })
+                },
+            )
             .await
     }
 }

@@ -8,6 +8,9 @@
 //!
 //! Large files are read once and each chunk is handed to two hashing threads,
 //! so the digests are computed side by side rather than one after another.
+//! libmagic is given the file itself rather than a buffer: only then does it
+//! parse ELF program and section headers the way `file` does (it reads the
+//! head and those headers, not the whole file).
 
 use std::{
     cell::RefCell,
@@ -26,8 +29,6 @@ use crate::module::{Module, ModuleError, ModuleOutput, ScanInput, blocking};
 const CHUNK: usize = 1 << 20;
 /// Files at least this large are hashed on two threads.
 const PARALLEL_FROM: u64 = 4 * CHUNK as u64;
-/// How much of the start of a file libmagic looks at (its own default).
-const MAGIC_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 pub struct FileMeta;
@@ -61,9 +62,8 @@ impl Module for FileMeta {
 pub fn analyse(path: &Path) -> Result<Value, ModuleError> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
-    let mut head = Vec::new();
     let (a, b) = if size >= PARALLEL_FROM {
-        hash_parallel(&mut file, &mut head)?
+        hash_parallel(&mut file)?
     } else {
         let (mut a, mut b) = (GroupA::default(), GroupB::default());
         let mut buf = vec![0u8; CHUNK];
@@ -72,7 +72,6 @@ pub fn analyse(path: &Path) -> Result<Value, ModuleError> {
             if n == 0 {
                 break;
             }
-            keep_head(&mut head, &buf[..n]);
             a.update(&buf[..n]);
             b.update(&buf[..n]);
         }
@@ -82,7 +81,7 @@ pub fn analyse(path: &Path) -> Result<Value, ModuleError> {
         let m = m.map_err(ModuleError::Failed)?;
         let describe = |cookie: &magic::Cookie<magic::cookie::Load>| {
             cookie
-                .buffer(&head)
+                .file(path)
                 .map_err(|e| ModuleError::Failed(format!("libmagic: {e}")))
         };
         Ok::<_, ModuleError>((describe(&m.text)?, describe(&m.mime)?))
@@ -164,7 +163,7 @@ impl GroupB {
 
 /// Reads the file once on this thread; group B runs on a second thread fed
 /// through a small bounded channel, group A here.
-fn hash_parallel(file: &mut File, head: &mut Vec<u8>) -> Result<(GroupA, GroupB), ModuleError> {
+fn hash_parallel(file: &mut File) -> Result<(GroupA, GroupB), ModuleError> {
     let (tx, rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(4);
     let other = thread::Builder::new()
         .name("filemeta-b".into())
@@ -185,7 +184,6 @@ fn hash_parallel(file: &mut File, head: &mut Vec<u8>) -> Result<(GroupA, GroupB)
             }
             buf.truncate(n);
             let chunk = Arc::new(buf);
-            keep_head(head, &chunk);
             // The receiver only goes away if its thread panicked; the join
             // below reports that.
             let _ = tx.send(Arc::clone(&chunk));
@@ -198,13 +196,6 @@ fn hash_parallel(file: &mut File, head: &mut Vec<u8>) -> Result<(GroupA, GroupB)
         .map_err(|_| ModuleError::Failed("hashing thread panicked".into()))?;
     result?;
     Ok((a, b))
-}
-
-fn keep_head(head: &mut Vec<u8>, data: &[u8]) {
-    if head.len() < MAGIC_BYTES {
-        let take = (MAGIC_BYTES - head.len()).min(data.len());
-        head.extend_from_slice(&data[..take]);
-    }
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -343,9 +334,6 @@ mod tests {
         }
         assert_eq!(parallel["md5"], hex::encode(a.md5.finalize()));
         assert_eq!(parallel["sha512"], hex::encode(b.sha512.finalize()));
-        assert_eq!(
-            parallel["ssdeep"],
-            b.ssdeep.finalize().unwrap().to_string()
-        );
+        assert_eq!(parallel["ssdeep"], b.ssdeep.finalize().unwrap().to_string());
     }
 }

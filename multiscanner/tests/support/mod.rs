@@ -1,0 +1,204 @@
+//! A test harness that starts a real scheduler and real workers on
+//! `127.0.0.1:0`, with embedded stores in a temporary directory.
+
+#![allow(dead_code)]
+
+pub mod cli;
+
+use std::{sync::Arc, time::Duration};
+
+use multiscanner_proto::pb::{
+    self, reports_client::ReportsClient, submit_request::Part, tasks_client::TasksClient,
+};
+use multiscanner_scheduler::{BoundScheduler, SchedulerConfig};
+use multiscanner_worker::{
+    ModulesConfig, Registry, WorkerConfig, client, module::Module, registry,
+};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub channel: Channel,
+    pub addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+pub struct ClusterBuilder {
+    extra: Vec<Arc<dyn Module>>,
+    modules: ModulesConfig,
+    workers: u32,
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder {
+            extra: Vec::new(),
+            modules: ModulesConfig::default(),
+            workers: 1,
+        }
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    pub fn reports(&self) -> ReportsClient<Channel> {
+        ReportsClient::new(self.channel.clone())
+    }
+
+    /// Submits `data` under `filename`; returns the call's result.
+    pub async fn submit(
+        &self,
+        header: pb::SubmissionHeader,
+        data: &[u8],
+    ) -> Result<pb::SubmitResponse, tonic::Status> {
+        let mut msgs = vec![pb::SubmitRequest {
+            part: Some(Part::Header(header)),
+        }];
+        for c in data.chunks(64 * 1024) {
+            msgs.push(pb::SubmitRequest {
+                part: Some(Part::Chunk(bytes::Bytes::copy_from_slice(c))),
+            });
+        }
+        self.tasks()
+            .submit(futures::stream::iter(msgs))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits (at most 60 s) until the task reaches a final status.
+    pub async fn wait_final(&self, task_id: i64) -> pb::Task {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut events = self
+                .tasks()
+                .watch_task(pb::WatchTaskRequest { task_id })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut last = None;
+            while let Some(e) = events.message().await.unwrap() {
+                if let Some(pb::task_event::Event::Status(t)) = e.event {
+                    last = Some(t);
+                }
+            }
+            last.expect("watch ended without a status")
+        })
+        .await
+        .expect("task did not finish within 60 s")
+    }
+
+    pub async fn report(&self, task_id: i64) -> serde_json::Value {
+        let r = self
+            .reports()
+            .get_report(pb::GetReportRequest { task_id })
+            .await
+            .unwrap()
+            .into_inner();
+        serde_json::from_str(&r.report_json).unwrap()
+    }
+
+    pub fn samples_stored(&self) -> usize {
+        walk_files(&self.dir.path().join("samples"))
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == ".staging") {
+                    0
+                } else {
+                    walk_files(&p)
+                }
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+pub fn header(name: &str) -> pb::SubmissionHeader {
+    pb::SubmissionHeader {
+        filename: name.into(),
+        ..Default::default()
+    }
+}
+
+impl ClusterBuilder {
+    /// Adds a module of the test's own to every worker and enables it.
+    pub fn module(mut self, m: Arc<dyn Module>) -> Self {
+        self.modules.enabled.push(m.name().to_owned());
+        self.extra.push(m);
+        self
+    }
+
+    pub fn timeout(mut self, module: &str, secs: u64) -> Self {
+        self.modules.timeouts.insert(module.into(), secs);
+        self
+    }
+
+    pub fn workers(mut self, n: u32) -> Self {
+        self.workers = n;
+        self
+    }
+
+    pub async fn start(self) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().display();
+        let config = SchedulerConfig {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            task_store: format!("sqlite://{p}/tasks.db"),
+            report_store: format!("sqlite://{p}/reports.db"),
+            blob_store: format!("file://{p}/samples"),
+            heartbeat_interval_ms: 200,
+            ..Default::default()
+        };
+        let bound = BoundScheduler::bind(config).await.unwrap();
+        let addr = bound.local_addr();
+        let (stop, rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(bound.serve(stopped(rx.clone())));
+        let mut available = registry::builtin();
+        available.extend(self.extra);
+        let registry = Arc::new(Registry::with_modules(available, &self.modules).unwrap());
+        for i in 0..self.workers {
+            let config = WorkerConfig {
+                schedulers: vec![format!("http://{addr}")],
+                concurrency: 2,
+                worker_id: format!("test-worker-{i}"),
+                work_dir: dir.path().join("work"),
+                modules: self.modules.clone(),
+            };
+            tokio::spawn(client::run_with(
+                Arc::clone(&registry),
+                config,
+                stopped(rx.clone()),
+            ));
+        }
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Cluster {
+            dir,
+            channel,
+            addr,
+            stop,
+        }
+    }
+}
