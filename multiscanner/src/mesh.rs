@@ -17,10 +17,8 @@ pub struct Mesh {
     workers: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 impl Mesh {

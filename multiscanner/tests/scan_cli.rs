@@ -24,7 +24,7 @@ fn a_file_holding_123_gets_the_known_values() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("123.txt");
     fs::write(&f, "123\n").unwrap();
-    let (out, reports) = scan_json(&[f.clone()]);
+    let (out, reports) = scan_json(std::slice::from_ref(&f));
     assert!(
         out.status.success(),
         "{}",

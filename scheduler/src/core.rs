@@ -49,6 +49,16 @@ impl Scheduler {
         })
     }
 
+    /// Picks up where a previous run stopped: re-queues nodes that were
+    /// assigned, completes tasks whose last node had finished.
+    pub async fn recover(&self) -> Result<()> {
+        for id in self.stores.tasks.recover().await? {
+            info!(task_id = %id, "completing a task left unfinished by the last run");
+            self.complete(id, None).await?;
+        }
+        Ok(())
+    }
+
     /// Stores the uploaded bytes and records the task; returns only once
     /// both are durable. Nothing is stored if the upload is refused.
     pub async fn submit<S, E>(&self, submission: Submission, mut chunks: S) -> Result<Submitted>
@@ -88,13 +98,13 @@ impl Scheduler {
             ));
         }
         let sha256 = Sha256(hasher.finalize().into());
-        if submission.duplicate == DuplicatePolicy::Latest {
-            if let Some(task) = self.stores.tasks.latest_task_of(sha256).await? {
-                return Ok(Submitted {
-                    task,
-                    existing: true,
-                });
-            }
+        if submission.duplicate == DuplicatePolicy::Latest
+            && let Some(task) = self.stores.tasks.latest_task_of(sha256).await?
+        {
+            return Ok(Submitted {
+                task,
+                existing: true,
+            });
         }
         self.stores.blobs.put_file(sha256, staged.path()).await?;
         let task = self
@@ -152,10 +162,10 @@ impl Scheduler {
     /// results so far while it runs.
     pub async fn report(&self, id: TaskId) -> Result<(Task, Value)> {
         let task = self.stores.tasks.get_task(id).await?;
-        if task.status == TaskStatus::Complete {
-            if let Some(r) = self.stores.reports.get_report(id).await? {
-                return Ok((task, r));
-            }
+        if task.status == TaskStatus::Complete
+            && let Some(r) = self.stores.reports.get_report(id).await?
+        {
+            return Ok((task, r));
         }
         let nodes = self.stores.tasks.nodes(id).await?;
         let results = self.stores.reports.results(id).await?;
@@ -199,8 +209,8 @@ impl Scheduler {
             let span = info_span!("assign", task_id = %work.task_id, node_id = %work.node_id);
             let message = span.in_scope(|| assignment_message(&work, &self.config));
             let (task_id, is_root) = (work.task_id, work.parent.is_none());
-            if let Err(work) = self.workers.assign(&worker, work, message) {
-                self.stores.tasks.requeue(&work.assignment_id).await?;
+            if !self.workers.assign(&worker, work, message) {
+                self.stores.tasks.requeue(&assignment_id).await?;
                 continue;
             }
             sent += 1;

@@ -85,25 +85,21 @@ impl WorkerPool {
     }
 
     /// Records `work` as held by `worker` and sends it the assignment.
-    /// Returns the work back if the worker is gone or its stream is full.
-    pub fn assign(
-        &self,
-        worker: &str,
-        work: NodeWork,
-        message: pb::Assignment,
-    ) -> Result<(), NodeWork> {
+    /// False if the worker is gone, has no free slot or its stream is full:
+    /// the caller then puts the work back in the queue.
+    pub fn assign(&self, worker: &str, work: NodeWork, message: pb::Assignment) -> bool {
         let mut workers = self.lock();
         let Some(w) = workers.get_mut(worker) else {
-            return Err(work);
+            return false;
         };
         let msg = pb::SchedulerMessage {
             msg: Some(pb::scheduler_message::Msg::Assignment(message)),
         };
         if w.free() == 0 || w.tx.try_send(Ok(msg)).is_err() {
-            return Err(work);
+            return false;
         }
         w.held.insert(work.assignment_id.clone(), work);
-        Ok(())
+        true
     }
 
     /// The work behind an assignment, if `worker` holds it.

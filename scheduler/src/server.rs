@@ -7,7 +7,7 @@ use multiscanner_proto::pb::{
     worker_hub_server::WorkerHubServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tracing::info;
 
 use crate::{
@@ -48,9 +48,14 @@ impl BoundScheduler {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.grpc_addr))?;
         let mut config = config;
         config.grpc_addr = listener.local_addr()?;
+        let scheduler = Scheduler::new(stores, config);
+        scheduler
+            .recover()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot recover unfinished work: {e}"))?;
         Ok(Self {
             listener,
-            scheduler: Scheduler::new(stores, config),
+            scheduler,
         })
     }
 
@@ -106,12 +111,17 @@ impl BoundScheduler {
                     .max_encoding_message_size(MAX_MESSAGE),
             );
         info!(%addr, "scheduler listening");
-        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(self.listener),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        // Small request/response exchanges must not wait on Nagle's
+        // algorithm (40 ms stalls against delayed ACKs).
+        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
+            if let Ok(c) = &conn {
+                let _ = c.set_nodelay(true);
+            }
+            conn
+        });
+        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }));
         tokio::select! {
             res = &mut server => {
                 dispatcher.abort();

@@ -166,10 +166,13 @@ impl Registry {
     }
 }
 
+/// Finds a module by name.
+type Lookup<'a> = dyn Fn(&str) -> Result<Arc<dyn Module>, RegistryError> + 'a;
+
 /// Adds required modules and sorts so each comes after its requirements.
 fn order_by_dependencies(
     chosen: Vec<Arc<dyn Module>>,
-    lookup: &dyn Fn(&str) -> Result<Arc<dyn Module>, RegistryError>,
+    lookup: &Lookup<'_>,
 ) -> Result<Vec<Arc<dyn Module>>, RegistryError> {
     let mut ordered: Vec<Arc<dyn Module>> = Vec::new();
     let mut visiting: Vec<&'static str> = Vec::new();
@@ -178,7 +181,7 @@ fn order_by_dependencies(
         m: Arc<dyn Module>,
         ordered: &mut Vec<Arc<dyn Module>>,
         visiting: &mut Vec<&'static str>,
-        lookup: &dyn Fn(&str) -> Result<Arc<dyn Module>, RegistryError>,
+        lookup: &Lookup<'_>,
     ) -> Result<(), RegistryError> {
         if ordered.iter().any(|o| o.name() == m.name()) {
             return Ok(());

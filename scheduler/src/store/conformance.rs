@@ -198,6 +198,38 @@ pub async fn priorities_and_listing(s: &Stores) {
     assert!(s.tasks.latest_task_of(sha(7)).await.unwrap().is_none());
 }
 
+/// What a restarted scheduler finds: assigned nodes back in the queue, and
+/// tasks whose last node finished before they were completed.
+pub async fn recovery_after_a_restart(s: &Stores) {
+    let a = s
+        .tasks
+        .create_task(sha(11), 1, &submission("a", 5))
+        .await
+        .unwrap();
+    let b = s
+        .tasks
+        .create_task(sha(12), 1, &submission("b", 5))
+        .await
+        .unwrap();
+    let wa = s.tasks.claim_next("r1").await.unwrap().unwrap();
+    let wb = s.tasks.claim_next("r2").await.unwrap().unwrap();
+    assert_eq!((wa.task_id, wb.task_id), (a.id, b.id));
+    // b's only node finished, but its task was never marked Complete.
+    assert_eq!(
+        s.tasks.finish_node("r2", None).await.unwrap(),
+        NodeOutcome::TaskDone
+    );
+
+    let unfinished = s.tasks.recover().await.unwrap();
+    assert_eq!(unfinished, vec![b.id]);
+    let again = s.tasks.claim_next("r3").await.unwrap().unwrap();
+    assert_eq!((again.node_id, again.attempts), (wa.node_id, 2));
+    assert_eq!(
+        s.tasks.finish_node("r1", None).await.unwrap(),
+        NodeOutcome::Stale
+    );
+}
+
 pub async fn results_are_idempotent(s: &Stores) {
     let task = TaskId(42);
     let first = ModuleRecord {
@@ -286,6 +318,12 @@ mod sqlite {
     async fn priorities_and_listing() {
         let (_d, s) = open().await;
         super::priorities_and_listing(&s).await;
+    }
+
+    #[tokio::test]
+    async fn recovery_after_a_restart() {
+        let (_d, s) = open().await;
+        super::recovery_after_a_restart(&s).await;
     }
 
     #[tokio::test]

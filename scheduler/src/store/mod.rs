@@ -136,6 +136,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Assignment ids of a task's nodes that are being analysed.
     async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>>;
     async fn delete_task(&self, id: TaskId) -> StoreResult<()>;
+    /// After a restart of the only scheduler: puts every assigned node back
+    /// in the queue (no worker holds it any more) and returns the unfinished
+    /// tasks that have no open node left (stopped between their last result
+    /// and completion), for the caller to complete.
+    async fn recover(&self) -> StoreResult<Vec<TaskId>>;
 }
 
 /// One module's outcome on one node.

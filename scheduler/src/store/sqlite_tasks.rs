@@ -410,4 +410,28 @@ impl TaskStore for SqliteTaskStore {
             )
             .await
     }
+
+    async fn recover(&self) -> StoreResult<Vec<TaskId>> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "UPDATE nodes SET state = 'queued', assignment_id = NULL \
+                     WHERE state = 'assigned'",
+                    [],
+                )?;
+                let ids = {
+                    let mut stmt = tx.prepare(
+                        "SELECT id FROM tasks WHERE status IN ('Pending', 'Running') \
+                         AND NOT EXISTS (SELECT 1 FROM nodes \
+                         WHERE nodes.task_id = tasks.id AND state <> 'done')",
+                    )?;
+                    let rows = stmt.query_map([], |r| r.get(0).map(TaskId))?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                tx.commit()?;
+                Ok(ids)
+            })
+            .await
+    }
 }

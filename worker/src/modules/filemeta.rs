@@ -63,9 +63,9 @@ pub fn analyse(path: &Path) -> Result<Value, ModuleError> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
     let (a, b) = if size >= PARALLEL_FROM {
-        hash_parallel(&mut file)?
+        hash_parallel(&mut file, size)?
     } else {
-        let (mut a, mut b) = (GroupA::default(), GroupB::default());
+        let (mut a, mut b) = (GroupA::default(), GroupB::new(size));
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = read_full(&mut file, &mut buf)?;
@@ -95,7 +95,11 @@ pub fn analyse(path: &Path) -> Result<Value, ModuleError> {
         "crc32": format!("0x{:08x}", a.crc32.finalize()),
         "filesize": total,
         "entropy": entropy(&a.histogram, total),
-        "ssdeep": b.ssdeep.finalize().map(|h| h.to_string()).ok(),
+        "ssdeep": b
+            .ssdeep
+            .finalize()
+            .map(|h| h.to_string())
+            .map_err(|e| ModuleError::Failed(format!("ssdeep: {e} (did the file change?)")))?,
         "tlsh": a.tlsh.build().map(|t| String::from_utf8_lossy(&t.hash()).into_owned()),
         "filetype": filetype,
         "mimetype": mimetype,
@@ -143,17 +147,22 @@ struct GroupB {
     ssdeep: ssdeep::Generator,
 }
 
-impl Default for GroupB {
-    fn default() -> Self {
+impl GroupB {
+    /// Knowing the size up front lets ssdeep skip block sizes it will not
+    /// use, which nearly doubles its speed. A file whose size changes while
+    /// it is read then fails to hash instead of giving a wrong digest.
+    fn new(size: u64) -> Self {
+        let mut ssdeep = ssdeep::Generator::new();
+        // Only sizes beyond ssdeep's maximum are refused; they then hash
+        // without the shortcut (and fail at the end, as ssdeep would).
+        let _ = ssdeep.set_fixed_input_size(size);
         Self {
             sha256: sha2::Sha256::new(),
             sha512: sha2::Sha512::new(),
-            ssdeep: ssdeep::Generator::new(),
+            ssdeep,
         }
     }
-}
 
-impl GroupB {
     fn update(&mut self, data: &[u8]) {
         self.sha256.update(data);
         self.sha512.update(data);
@@ -163,12 +172,12 @@ impl GroupB {
 
 /// Reads the file once on this thread; group B runs on a second thread fed
 /// through a small bounded channel, group A here.
-fn hash_parallel(file: &mut File) -> Result<(GroupA, GroupB), ModuleError> {
+fn hash_parallel(file: &mut File, size: u64) -> Result<(GroupA, GroupB), ModuleError> {
     let (tx, rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(4);
     let other = thread::Builder::new()
         .name("filemeta-b".into())
         .spawn(move || {
-            let mut b = GroupB::default();
+            let mut b = GroupB::new(size);
             for chunk in rx {
                 b.update(&chunk);
             }
@@ -327,7 +336,7 @@ mod tests {
         f.write_all(&data).unwrap();
         let parallel = analyse(f.path()).unwrap();
         let mut a = GroupA::default();
-        let mut b = GroupB::default();
+        let mut b = GroupB::new(data.len() as u64);
         for chunk in data.chunks(777) {
             a.update(chunk);
             b.update(chunk);

@@ -1,0 +1,18 @@
+# Developer entry points. `make test` is the README's test command.
+.PHONY: fmt lint test scan bench
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test:
+	bash scripts/test.sh
+
+# make scan PATHS="/usr/bin /etc"
+scan:
+	bash scripts/scan.sh $(PATHS)
+
+bench:
+	bash bench/scan.sh

@@ -1,0 +1,307 @@
+//! The server roles as separate processes: `scheduler` + `worker`, and
+//! `all-in-one`, driven over gRPC like a client would.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use multiscanner_proto::pb;
+use support::cli::multiscanner;
+
+/// A running role whose log lines are collected on a thread.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = multiscanner()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 60 s) for a log line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; saw: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// The address a server logged as bound.
+    fn bound_addr(&mut self) -> String {
+        let line = self.wait_for("scheduler listening");
+        line.split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no addr in {line:?}"))
+            .to_owned()
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash would.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("process did not stop within 30 s of SIGTERM");
+    }
+}
+
+async fn client(addr: &str) -> pb::tasks_client::TasksClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::tasks_client::TasksClient::new(channel)
+}
+
+async fn submit(
+    tasks: &mut pb::tasks_client::TasksClient<tonic::transport::Channel>,
+    data: Vec<u8>,
+) -> pb::Task {
+    let msgs = vec![
+        pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Header(pb::SubmissionHeader {
+                filename: "sample.bin".into(),
+                duplicate: pb::DuplicatePolicy::Rescan as i32,
+                ..Default::default()
+            })),
+        },
+        pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Chunk(data.into())),
+        },
+    ];
+    tasks
+        .submit(futures::stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+}
+
+async fn submit_and_wait(addr: &str, data: &'static [u8]) -> pb::Task {
+    let mut tasks = client(addr).await;
+    let msgs = vec![
+        pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Header(pb::SubmissionHeader {
+                filename: "sample.txt".into(),
+                ..Default::default()
+            })),
+        },
+        pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Chunk(bytes::Bytes::from_static(
+                data,
+            ))),
+        },
+    ];
+    let task = tasks
+        .submit(futures::stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut events = tasks
+        .watch_task(pb::WatchTaskRequest {
+            task_id: task.task_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = task;
+    let wait = async {
+        while let Some(e) = events.message().await.unwrap() {
+            if let Some(pb::task_event::Event::Status(t)) = e.event {
+                last = t;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("task did not finish");
+    last
+}
+
+#[tokio::test]
+async fn scheduler_and_worker_run_as_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut scheduler = Proc::spawn(&[
+        "scheduler",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]);
+    let addr = scheduler.bound_addr();
+    let url = format!("http://{addr}");
+    let mut worker = Proc::spawn(&["worker", "--scheduler", &url, "--concurrency", "2"]);
+    worker.wait_for("connected");
+    let task = submit_and_wait(&addr, b"separate processes\n").await;
+    assert_eq!(task.status, pb::TaskStatus::Complete as i32, "{task:?}");
+    assert_eq!(worker.terminate(), Some(0));
+    assert_eq!(scheduler.terminate(), Some(0));
+    // The embedded stores live under the data directory.
+    assert!(dir.path().join("tasks.db").is_file());
+    assert!(dir.path().join("samples").is_dir());
+}
+
+#[tokio::test]
+async fn all_in_one_logs_its_address_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut mesh = Proc::spawn(&[
+        "all-in-one",
+        "--data-dir",
+        data,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    let addr = mesh.bound_addr();
+    let task = submit_and_wait(&addr, b"all in one\n").await;
+    assert_eq!(task.status, pb::TaskStatus::Complete as i32, "{task:?}");
+    assert_eq!(mesh.terminate(), Some(0));
+}
+
+#[test]
+fn a_taken_port_is_a_clear_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = multiscanner()
+        .args(["all-in-one", "--grpc-addr", &addr, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[tokio::test]
+async fn acknowledged_tasks_survive_a_kill_9_of_all_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = [
+        "all-in-one",
+        "--data-dir",
+        data,
+        "--grpc-addr",
+        "127.0.0.1:0",
+    ];
+    let mut mesh = Proc::spawn(&args);
+    let addr = mesh.bound_addr();
+    let mut tasks = client(&addr).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..300u32 {
+        let body = format!("sample {i}\n").repeat(64).into_bytes();
+        acknowledged.push(submit(&mut tasks, body).await.task_id);
+    }
+    let before = tasks
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let open = before
+        .tasks
+        .iter()
+        .filter(|t| t.status != pb::TaskStatus::Complete as i32)
+        .count();
+    // Crash while work is queued or running (else this would prove nothing).
+    mesh.kill9();
+    assert!(open > 0, "all tasks finished before the kill; submit more");
+
+    let mut mesh = Proc::spawn(&args);
+    let addr = mesh.bound_addr();
+    let mut tasks = client(&addr).await;
+    let all_done = async {
+        loop {
+            let mut open = 0;
+            for &task_id in &acknowledged {
+                let t = tasks
+                    .get_task(pb::GetTaskRequest { task_id })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_ne!(t.status, pb::TaskStatus::Failed as i32, "{t:?}");
+                if t.status != pb::TaskStatus::Complete as i32 {
+                    open += 1;
+                }
+            }
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all_done)
+        .await
+        .expect("acknowledged tasks were lost or left unfinished after the restart");
+    // No task was lost or created twice by the restart.
+    let listed = tasks
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tasks.len(), acknowledged.len());
+    assert_eq!(mesh.terminate(), Some(0));
+}
