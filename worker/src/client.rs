@@ -146,14 +146,14 @@ impl Worker {
         let mut jobs: JoinSet<String> = JoinSet::new();
         let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
         let mut draining = false;
-        loop {
+        let end = loop {
             tokio::select! {
                 () = token.cancelled(), if !draining => {
                     // Finish what we hold; the scheduler sees the results
                     // before the stream closes.
                     draining = true;
                     if jobs.is_empty() {
-                        return Ok(SessionEnd::Shutdown);
+                        break SessionEnd::Shutdown;
                     }
                 }
                 msg = inbound.message() => match msg {
@@ -181,7 +181,7 @@ impl Worker {
                         info!("scheduler asked to drain");
                         draining = true;
                         if jobs.is_empty() {
-                            return Ok(SessionEnd::Lost("drained".into()));
+                            break SessionEnd::Lost("drained".into());
                         }
                     }
                     Ok(Some(_)) => {}
@@ -203,15 +203,23 @@ impl Worker {
                         running.remove(&id);
                     }
                     if draining && jobs.is_empty() {
-                        return Ok(if token.is_cancelled() {
+                        break if token.is_cancelled() {
                             SessionEnd::Shutdown
                         } else {
                             SessionEnd::Lost("drained".into())
-                        });
+                        };
                     }
                 }
             }
-        }
+        };
+        // Close our side and let the scheduler close its own, so that it
+        // sees a clean goodbye rather than a broken connection.
+        drop(out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+        Ok(end)
     }
 
     /// Fetches the sample, runs the modules, reports each result and then
