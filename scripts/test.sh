@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 # libmagic-dev: filemeta links libmagic. ssdeep, tlsh-tools, file: reference
-# tools the tests compare our digests and types with.
-ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file python3 findutils
+# tools the tests compare our digests and types with. postgresql: the task
+# store suite starts a private server from it (never the system's cluster).
+ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file python3 findutils postgresql
 ensure_rust
 
 step "format"

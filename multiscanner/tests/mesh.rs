@@ -178,6 +178,32 @@ async fn a_hanging_module_is_cut_at_its_timeout_and_the_rest_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_deadline_cuts_modules_shorter_than_their_own_timeout() {
+    let cluster = Cluster::builder()
+        .module(Arc::new(Hang))
+        .task_deadline(1)
+        .start()
+        .await;
+    let task = cluster
+        .submit(header("d"), b"deadline")
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    // Without the deadline the module would run for its 300 s timeout and
+    // this wait (60 s at most) would fail.
+    let done = cluster.wait_final(task.task_id).await;
+    assert_eq!(done.status, pb::TaskStatus::Complete as i32);
+    let report = cluster.report(task.task_id).await;
+    assert_eq!(
+        report["errors"]["hang"],
+        "stopped: the task's deadline passed"
+    );
+    assert_eq!(report["filemeta"]["filesize"], 8);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extracted_files_become_child_nodes_analysed_by_the_same_modules() {
     let cluster = Cluster::builder().module(Arc::new(Extract)).start().await;
     let data = b"outer file\n";

@@ -132,26 +132,7 @@ async fn submit(
 
 async fn submit_and_wait(addr: &str, data: &'static [u8]) -> pb::Task {
     let mut tasks = client(addr).await;
-    let msgs = vec![
-        pb::SubmitRequest {
-            part: Some(pb::submit_request::Part::Header(pb::SubmissionHeader {
-                filename: "sample.txt".into(),
-                ..Default::default()
-            })),
-        },
-        pb::SubmitRequest {
-            part: Some(pb::submit_request::Part::Chunk(bytes::Bytes::from_static(
-                data,
-            ))),
-        },
-    ];
-    let task = tasks
-        .submit(futures::stream::iter(msgs))
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let task = submit(&mut tasks, data.to_vec()).await;
     let mut events = tasks
         .watch_task(pb::WatchTaskRequest {
             task_id: task.task_id,

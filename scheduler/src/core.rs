@@ -415,7 +415,7 @@ pub(crate) fn module_event(r: &ModuleRecord) -> pb::ModuleResultEvent {
 }
 
 fn assignment_message(work: &NodeWork, config: &SchedulerConfig) -> pb::Assignment {
-    let deadline = now_millis() + config.task_deadline().as_millis() as i64;
+    let deadline = work.task_started_at + config.task_deadline().as_millis() as i64;
     pb::Assignment {
         assignment_id: work.assignment_id.clone(),
         task_id: work.task_id.0,

@@ -101,11 +101,10 @@ pub async fn run_modules(
                 upstream: Arc::new(upstream),
                 ..input.clone()
             };
-            let limit = match deadline {
-                Some(d) => selected
-                    .timeout
-                    .min(d.saturating_duration_since(Instant::now())),
-                None => selected.timeout,
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (limit, cut_by_deadline) = match left {
+                Some(left) if left < selected.timeout => (left, true),
+                _ => (selected.timeout, false),
             };
             let module = Arc::clone(module);
             let span = info_span!("module", module = module.name());
@@ -113,17 +112,21 @@ pub async fn run_modules(
                 async move {
                     let start = Instant::now();
                     let outcome = tokio::time::timeout(limit, module.scan(input)).await;
-                    (module, outcome, start.elapsed(), limit)
+                    (module, outcome, start.elapsed(), limit, cut_by_deadline)
                 }
                 .instrument(span),
             );
         }
-        let Some((module, outcome, duration, limit)) = running.next().await else {
+        let Some((module, outcome, duration, limit, cut_by_deadline)) = running.next().await else {
             break;
         };
         let (outcome, children) = match outcome {
             Ok(Ok(out)) => (Ok(out.result), out.children),
             Ok(Err(e)) => (Err(e.to_string()), Vec::new()),
+            Err(_) if cut_by_deadline => (
+                Err("stopped: the task's deadline passed".into()),
+                Vec::new(),
+            ),
             Err(_) => (
                 Err(format!("timed out after {} s", limit.as_secs_f64())),
                 Vec::new(),

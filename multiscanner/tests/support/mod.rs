@@ -25,6 +25,7 @@ pub struct Cluster {
 }
 
 pub struct ClusterBuilder {
+    deadline_secs: u64,
     extra: Vec<Arc<dyn Module>>,
     modules: ModulesConfig,
     workers: u32,
@@ -33,6 +34,7 @@ pub struct ClusterBuilder {
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder {
+            deadline_secs: SchedulerConfig::default().task_deadline_secs,
             extra: Vec::new(),
             modules: ModulesConfig::default(),
             workers: 1,
@@ -149,6 +151,11 @@ impl ClusterBuilder {
         self
     }
 
+    pub fn task_deadline(mut self, secs: u64) -> Self {
+        self.deadline_secs = secs;
+        self
+    }
+
     pub fn workers(mut self, n: u32) -> Self {
         self.workers = n;
         self
@@ -163,6 +170,7 @@ impl ClusterBuilder {
             report_store: format!("sqlite://{p}/reports.db"),
             blob_store: format!("file://{p}/samples"),
             heartbeat_interval_ms: 200,
+            task_deadline_secs: self.deadline_secs,
             ..Default::default()
         };
         let bound = BoundScheduler::bind(config).await.unwrap();

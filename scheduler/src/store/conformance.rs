@@ -44,6 +44,7 @@ pub async fn task_lifecycle(s: &Stores) {
         .expect("queued root");
     assert_eq!((work.task_id, work.depth, work.attempts), (t.id, 0, 1));
     assert_eq!(work.assignment_id, "as-1");
+    assert!(work.task_started_at > 0, "claiming starts the task's clock");
     assert!(
         s.tasks.claim_next("as-2").await.unwrap().is_none(),
         "nothing else queued"
@@ -57,6 +58,10 @@ pub async fn task_lifecycle(s: &Stores) {
     s.tasks.requeue("as-1").await.unwrap();
     let again = s.tasks.claim_next("as-3").await.unwrap().unwrap();
     assert_eq!((again.node_id, again.attempts), (work.node_id, 2));
+    assert_eq!(
+        again.task_started_at, work.task_started_at,
+        "the clock is not reset"
+    );
     // The stale assignment can no longer finish the node.
     assert_eq!(
         s.tasks.finish_node("as-1", None).await.unwrap(),
@@ -340,12 +345,12 @@ mod sqlite {
 
     #[tokio::test]
     async fn unsupported_urls_name_the_problem() {
-        let err = crate::store::open("postgres://x/y", "sqlite:///tmp/r", "file:///tmp/b")
+        let err = crate::store::open("mysql://x/y", "sqlite:///tmp/r", "file:///tmp/b")
             .await
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("postgres") && err.contains("sqlite://"),
+            err.contains("mysql") && err.contains("postgres://"),
             "{err}"
         );
         let err = crate::store::open("tasks.db", "sqlite:///tmp/r", "file:///tmp/b")
@@ -353,5 +358,58 @@ mod sqlite {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SCHEME://"), "{err}");
+    }
+}
+
+mod postgres {
+    use super::*;
+    use crate::store::{StoreError, test_postgres::TestPostgres};
+
+    /// Every task-store suite on a real PostgreSQL (one server, a fresh
+    /// database per suite), with the embedded report and sample stores.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_store_suites() {
+        let pg = TestPostgres::start().await;
+        type Suite = for<'a> fn(&'a Stores) -> futures::future::BoxFuture<'a, ()>;
+        let suites: [(&str, Suite); 3] = [
+            ("lifecycle", |s| Box::pin(super::task_lifecycle(s))),
+            ("priorities", |s| Box::pin(super::priorities_and_listing(s))),
+            ("recovery", |s| Box::pin(super::recovery_after_a_restart(s))),
+        ];
+        for (name, suite) in suites {
+            let url = pg.fresh_database(name).await;
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().display();
+            let stores = crate::store::open(
+                &url,
+                &format!("sqlite://{p}/reports.db"),
+                &format!("file://{p}/samples"),
+            )
+            .await
+            .unwrap();
+            suite(&stores).await;
+            // Opening again finds the schema in place (migrations are
+            // idempotent) and the data intact.
+            let again = crate::store::postgres_tasks::PostgresTaskStore::open(&url)
+                .await
+                .unwrap();
+            let _ = crate::store::TaskStore::list_tasks(
+                &again,
+                &TaskQuery {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        // A server that is not there is "unavailable", with the reason.
+        let err = crate::store::postgres_tasks::PostgresTaskStore::open(
+            "postgres://multiscanner@127.0.0.1:1/none",
+        )
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     }
 }

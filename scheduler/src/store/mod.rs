@@ -3,6 +3,7 @@
 //! storage URL picks one ([`open`]).
 
 pub mod local_blobs;
+pub mod postgres_tasks;
 pub mod sqlite;
 pub mod sqlite_reports;
 pub mod sqlite_tasks;
@@ -51,6 +52,9 @@ pub struct NodeWork {
     pub modules: Vec<String>,
     pub archive_password: Option<String>,
     pub attempts: u32,
+    /// When the task's first node was assigned (its deadline counts from
+    /// there).
+    pub task_started_at: UnixMillis,
 }
 
 /// A node of a task's tree, for report assembly.
@@ -194,12 +198,15 @@ impl std::fmt::Debug for Stores {
     }
 }
 
-/// Opens the stores named by URLs: `sqlite://PATH` for tasks and reports,
-/// `file://DIR` for samples.
+/// Opens the stores named by URLs: `sqlite://PATH` or `postgres://...` for
+/// tasks, `sqlite://PATH` for reports, `file://DIR` for samples.
 pub async fn open(task_url: &str, report_url: &str, blob_url: &str) -> StoreResult<Stores> {
     let tasks: Arc<dyn TaskStore> = match scheme(task_url)? {
         ("sqlite", path) => Arc::new(sqlite_tasks::SqliteTaskStore::open(Path::new(path)).await?),
-        (other, _) => return Err(unsupported(task_url, other, "sqlite://")),
+        ("postgres" | "postgresql", _) => {
+            Arc::new(postgres_tasks::PostgresTaskStore::open(task_url).await?)
+        }
+        (other, _) => return Err(unsupported(task_url, other, "sqlite://, postgres://")),
     };
     let reports: Arc<dyn ReportStore> = match scheme(report_url)? {
         ("sqlite", path) => {
@@ -243,3 +250,5 @@ fn unsupported(url: &str, scheme: &str, supported: &str) -> StoreError {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+pub(crate) mod test_postgres;

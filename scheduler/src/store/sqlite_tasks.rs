@@ -189,7 +189,7 @@ impl TaskStore for SqliteTaskStore {
                 let node = tx
                     .query_row(
                         "SELECT n.id, n.task_id, n.parent_id, n.depth, n.sha256, n.size, \
-                         n.filename, n.attempts, t.submission \
+                         n.filename, n.attempts, t.submission, t.started_at \
                          FROM nodes n JOIN tasks t ON t.id = n.task_id \
                          WHERE n.state = 'queued' ORDER BY n.priority DESC, n.id LIMIT 1",
                         [],
@@ -210,6 +210,7 @@ impl TaskStore for SqliteTaskStore {
                                 attempts: r.get::<_, i64>(7)? as u32 + 1,
                                 modules: submission.modules.iter().map(|m| m.to_string()).collect(),
                                 archive_password: submission.archive_password,
+                                task_started_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
                             })
                         },
                     )
@@ -223,11 +224,15 @@ impl TaskStore for SqliteTaskStore {
                      attempts = attempts + 1 WHERE id = ?2",
                     params![assignment_id, node.node_id.0],
                 )?;
+                let now = now_millis();
                 tx.execute(
                     "UPDATE tasks SET status = 'Running', started_at = ?1 \
                      WHERE id = ?2 AND status = 'Pending'",
-                    params![now_millis(), node.task_id.0],
+                    params![now, node.task_id.0],
                 )?;
+                if node.task_started_at == 0 {
+                    node.task_started_at = now;
+                }
                 tx.commit()?;
                 Ok(Some(node))
             })
