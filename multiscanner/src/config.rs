@@ -55,6 +55,12 @@ max_depth = 8
 task_deadline_secs = 3600
 # How often workers report their load, in milliseconds.
 heartbeat_interval_ms = 5000
+# How long a worker keeps an assignment without news from it (its heartbeats
+# extend this), in seconds. Then the file goes back in the queue, to be
+# handed out again, up to max_attempts times in all; after that it is given
+# up on with the reason in the report.
+lease_secs = 30
+max_attempts = 3
 
 [worker]
 # Schedulers to dial, tried in turn.

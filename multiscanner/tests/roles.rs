@@ -22,8 +22,13 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = multiscanner()
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -96,6 +101,12 @@ impl Proc {
     }
 }
 
+/// Short leases and heartbeats, so that lost work comes back in seconds.
+const FAST_LEASES: &[(&str, &str)] = &[
+    ("MULTISCANNER_SCHEDULER__LEASE_SECS", "2"),
+    ("MULTISCANNER_SCHEDULER__HEARTBEAT_INTERVAL_MS", "200"),
+];
+
 async fn client(addr: &str) -> pb::tasks_client::TasksClient<tonic::transport::Channel> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -109,18 +120,20 @@ async fn submit(
     tasks: &mut pb::tasks_client::TasksClient<tonic::transport::Channel>,
     data: Vec<u8>,
 ) -> pb::Task {
-    let msgs = vec![
-        pb::SubmitRequest {
-            part: Some(pb::submit_request::Part::Header(pb::SubmissionHeader {
-                filename: "sample.bin".into(),
-                duplicate: pb::DuplicatePolicy::Rescan as i32,
-                ..Default::default()
-            })),
-        },
-        pb::SubmitRequest {
-            part: Some(pb::submit_request::Part::Chunk(data.into())),
-        },
-    ];
+    let mut msgs = vec![pb::SubmitRequest {
+        part: Some(pb::submit_request::Part::Header(pb::SubmissionHeader {
+            filename: "sample.bin".into(),
+            duplicate: pb::DuplicatePolicy::Rescan as i32,
+            ..Default::default()
+        })),
+    }];
+    let data = bytes::Bytes::from(data);
+    for start in (0..data.len()).step_by(256 * 1024) {
+        let end = (start + 256 * 1024).min(data.len());
+        msgs.push(pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Chunk(data.slice(start..end))),
+        });
+    }
     tasks
         .submit(futures::stream::iter(msgs))
         .await
@@ -248,7 +261,9 @@ async fn acknowledged_tasks_survive_a_kill_9_of_all_in_one() {
     mesh.kill9();
     assert!(open > 0, "all tasks finished before the kill; submit more");
 
-    let mut mesh = Proc::spawn(&args);
+    // Work that was assigned when the process died comes back when its
+    // lease (2 s here) runs out.
+    let mut mesh = Proc::spawn_env(&args, FAST_LEASES);
     let addr = mesh.bound_addr();
     let mut tasks = client(&addr).await;
     let all_done = async {
@@ -285,4 +300,119 @@ async fn acknowledged_tasks_survive_a_kill_9_of_all_in_one() {
         .into_inner();
     assert_eq!(listed.tasks.len(), acknowledged.len());
     assert_eq!(mesh.terminate(), Some(0));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut scheduler = Proc::spawn_env(
+        &[
+            "scheduler",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ],
+        FAST_LEASES,
+    );
+    let addr = scheduler.bound_addr();
+    let url = format!("http://{addr}");
+    let mut first = Proc::spawn(&["worker", "--scheduler", &url, "--concurrency", "1"]);
+    first.wait_for("connected");
+
+    // Big enough that hashing it takes seconds.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let body: Vec<u8> = (0..(192usize << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let expected = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let mut tasks = client(&addr).await;
+    let task = submit(&mut tasks, body).await;
+    let running = async {
+        loop {
+            let t = tasks
+                .get_task(pb::GetTaskRequest {
+                    task_id: task.task_id,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if t.status == pb::TaskStatus::Running as i32 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = tasks
+        .get_task(pb::GetTaskRequest {
+            task_id: task.task_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    first.kill9();
+    assert_eq!(
+        before.status,
+        pb::TaskStatus::Running as i32,
+        "the task finished before the kill; the test proves nothing"
+    );
+
+    let mut second = Proc::spawn(&["worker", "--scheduler", &url, "--concurrency", "1"]);
+    second.wait_for("connected");
+    let done = submit_wait_existing(&mut tasks, task.task_id).await;
+    assert_eq!(done.status, pb::TaskStatus::Complete as i32, "{done:?}");
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let report = pb::reports_client::ReportsClient::new(channel)
+        .get_report(pb::GetReportRequest {
+            task_id: task.task_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let report: serde_json::Value = serde_json::from_str(&report.report_json).unwrap();
+    assert_eq!(report["filemeta"]["sha256"], expected);
+    assert!(report.get("errors").is_none(), "{}", report["errors"]);
+    assert_eq!(second.terminate(), Some(0));
+    assert_eq!(scheduler.terminate(), Some(0));
+}
+
+/// Watches an existing task until it ends.
+async fn submit_wait_existing(
+    tasks: &mut pb::tasks_client::TasksClient<tonic::transport::Channel>,
+    task_id: i64,
+) -> pb::Task {
+    let mut events = tasks
+        .watch_task(pb::WatchTaskRequest { task_id })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    let wait = async {
+        while let Some(e) = events.message().await.unwrap() {
+            if let Some(pb::task_event::Event::Status(t)) = e.event {
+                last = Some(t);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("task did not finish after the worker was killed");
+    last.unwrap()
 }

@@ -23,6 +23,11 @@ pub struct SchedulerConfig {
     pub task_deadline_secs: u64,
     /// How often workers report their load, in milliseconds.
     pub heartbeat_interval_ms: u32,
+    /// How long an assignment stays with a worker without news from it
+    /// (heartbeats extend it), in seconds; then it is taken back.
+    pub lease_secs: u64,
+    /// How many times a file node is handed out before it is given up on.
+    pub max_attempts: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -36,6 +41,8 @@ impl Default for SchedulerConfig {
             max_depth: 8,
             task_deadline_secs: 3600,
             heartbeat_interval_ms: 5000,
+            lease_secs: 30,
+            max_attempts: 3,
         }
     }
 }
@@ -43,5 +50,9 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     pub fn task_deadline(&self) -> Duration {
         Duration::from_secs(self.task_deadline_secs)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
     }
 }

@@ -6,7 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
-    domain::{DuplicatePolicy, Sha256, Submission, Task, TaskId, TaskStatus, now_millis},
+    domain::{
+        DuplicatePolicy, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis, now_millis,
+    },
     pb,
 };
 use serde_json::Value;
@@ -20,7 +22,7 @@ use crate::{
     error::{Result, SchedulerError},
     events::EventBus,
     report,
-    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery},
+    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery, give_up_reason},
 };
 
 #[derive(Debug)]
@@ -203,7 +205,13 @@ impl Scheduler {
         let mut sent = 0;
         while let Some(worker) = self.workers.pick() {
             let assignment_id = uuid::Uuid::new_v4().to_string();
-            let Some(work) = self.stores.tasks.claim_next(&assignment_id).await? else {
+            let lease_until = now_millis() + self.config.lease().as_millis() as i64;
+            let Some(work) = self
+                .stores
+                .tasks
+                .claim_next(&assignment_id, lease_until)
+                .await?
+            else {
                 break;
             };
             let span = info_span!("assign", task_id = %work.task_id, node_id = %work.node_id);
@@ -236,6 +244,62 @@ impl Scheduler {
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), self.workers.wake.notified()).await;
         }
+    }
+
+    /// Takes back the work of workers that stopped answering, every quarter
+    /// of a lease.
+    pub async fn run_reaper(self: Arc<Self>) {
+        let every =
+            (self.config.lease() / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.reap(now_millis()).await {
+                warn!(error = %e, "could not take back expired assignments; retrying");
+            }
+        }
+    }
+
+    /// Takes back every assignment whose lease ended before `now`.
+    pub async fn reap(&self, now: UnixMillis) -> Result<()> {
+        let expired = self
+            .stores
+            .tasks
+            .expire_leases(now, self.config.max_attempts)
+            .await?;
+        for e in expired {
+            self.workers.forget(&e.assignment_id, "lease expired");
+            if e.gave_up {
+                warn!(task_id = %e.task_id, node_id = %e.node_id, "lease expired on the last attempt; node given up");
+                if e.task_done {
+                    let failure = e.is_root.then(|| {
+                        format!(
+                            "the submitted file could not be analysed: {}",
+                            give_up_reason(self.config.max_attempts.into())
+                        )
+                    });
+                    self.complete(e.task_id, failure.as_deref()).await?;
+                }
+            } else {
+                info!(task_id = %e.task_id, node_id = %e.node_id, "lease expired; node re-queued");
+                self.workers.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker's heartbeat: extends the leases of what it still holds.
+    pub async fn on_heartbeat(&self, worker: &str, beat: pb::Heartbeat) -> Result<()> {
+        let held: Vec<String> = beat
+            .assignment_ids
+            .into_iter()
+            .filter(|id| self.workers.held(worker, id).is_some())
+            .collect();
+        if !held.is_empty() {
+            let until = now_millis() + self.config.lease().as_millis() as i64;
+            self.stores.tasks.extend_leases(&held, until).await?;
+        }
+        Ok(())
     }
 
     /// A module result arrived from `worker`.
@@ -290,20 +354,27 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Puts back the work of a worker that went away.
+    /// Takes back the work of a worker that went away: its leases end now,
+    /// and the nodes are re-queued (or given up on after their last attempt).
     pub async fn on_worker_gone(&self, worker: &str) {
-        for work in self.workers.remove(worker) {
-            warn!(task_id = %work.task_id, node_id = %work.node_id, worker, "worker gone; node re-queued");
-            if let Err(e) = self.stores.tasks.requeue(&work.assignment_id).await {
-                warn!(error = %e, "could not re-queue");
+        let held = self.workers.remove(worker);
+        for work in &held {
+            warn!(task_id = %work.task_id, node_id = %work.node_id, worker, "worker gone; taking its work back");
+            if let Err(e) = self.stores.tasks.drop_lease(&work.assignment_id).await {
+                warn!(error = %e, "could not end the lease; it will expire on its own");
             }
+        }
+        if !held.is_empty()
+            && let Err(e) = self.reap(now_millis()).await
+        {
+            warn!(error = %e, "could not take back the work now; the reaper will");
         }
         self.workers.wake.notify_one();
     }
 
-    /// Stores the merged report, then marks the task Complete (or Failed
-    /// when its root file could not be analysed at all).
-    async fn complete(&self, id: TaskId, root_error: Option<&str>) -> Result<()> {
+    /// Stores the merged report, then marks the task Complete, or Failed
+    /// with `failure` when its submitted file could not be analysed.
+    async fn complete(&self, id: TaskId, failure: Option<&str>) -> Result<()> {
         let now = now_millis();
         let mut task = self.stores.tasks.get_task(id).await?;
         if task.status.is_final() {
@@ -317,7 +388,7 @@ impl Scheduler {
             .reports
             .put_report(id, task.sha256, &merged)
             .await?;
-        let status = if root_error.is_some() && results.is_empty() {
+        let status = if failure.is_some() {
             TaskStatus::Failed
         } else {
             TaskStatus::Complete
@@ -325,7 +396,7 @@ impl Scheduler {
         let task = self
             .stores
             .tasks
-            .finish_task(id, status, root_error, now)
+            .finish_task(id, status, failure, now)
             .await?;
         info!(task_id = %id, status = %task.status, "task finished");
         self.publish_status(&task);

@@ -126,6 +126,16 @@ impl WorkerPool {
         work
     }
 
+    /// Drops an assignment whose lease expired and tells its worker, if it is
+    /// still connected, to stop it: the node is someone else's now.
+    pub fn forget(&self, assignment_id: &str, reason: &str) {
+        self.cancel(assignment_id, reason);
+        for w in self.lock().values_mut() {
+            w.held.remove(assignment_id);
+        }
+        self.wake.notify_one();
+    }
+
     /// Asks whichever worker holds `assignment_id` to stop it.
     pub fn cancel(&self, assignment_id: &str, reason: &str) {
         for w in self.lock().values() {

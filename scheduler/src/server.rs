@@ -92,6 +92,7 @@ impl BoundScheduler {
             .build_v1()?;
 
         let dispatcher = tokio::spawn(Arc::clone(&scheduler).run_dispatcher());
+        let reaper = tokio::spawn(Arc::clone(&scheduler).run_reaper());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
@@ -125,12 +126,14 @@ impl BoundScheduler {
         tokio::select! {
             res = &mut server => {
                 dispatcher.abort();
+                reaper.abort();
                 return res?.map_err(|e| anyhow::anyhow!("scheduler server failed: {e}"));
             }
             () = shutdown => {}
         }
         info!("scheduler shutting down: draining workers");
         dispatcher.abort();
+        reaper.abort();
         scheduler.workers.drain_all();
         let drained = tokio::time::timeout(DRAIN_GRACE, async {
             while scheduler.workers.held_count() > 0 {

@@ -77,7 +77,7 @@ impl WorkerHub for HubApi {
                 };
                 let outcome = match msg {
                     Msg::Hello(_) => Ok(()),
-                    Msg::Heartbeat(_) => Ok(()),
+                    Msg::Heartbeat(h) => scheduler.on_heartbeat(&conn_id, h).await,
                     Msg::ModuleResult(r) => scheduler.on_module_result(&conn_id, r).await,
                     Msg::NodeFinished(f) => scheduler.on_node_finished(&conn_id, f).await,
                 };

@@ -11,6 +11,11 @@ use tokio::io::AsyncReadExt;
 
 use super::{ModuleRecord, NodeOutcome, Stores, TaskQuery};
 
+/// A lease that does not run out during a test.
+fn far() -> i64 {
+    now_millis() + 3_600_000
+}
+
 fn sha(n: u8) -> Sha256 {
     Sha256([n; 32])
 }
@@ -38,7 +43,7 @@ pub async fn task_lifecycle(s: &Stores) {
 
     let work = s
         .tasks
-        .claim_next("as-1")
+        .claim_next("as-1", far())
         .await
         .unwrap()
         .expect("queued root");
@@ -46,7 +51,7 @@ pub async fn task_lifecycle(s: &Stores) {
     assert_eq!(work.assignment_id, "as-1");
     assert!(work.task_started_at > 0, "claiming starts the task's clock");
     assert!(
-        s.tasks.claim_next("as-2").await.unwrap().is_none(),
+        s.tasks.claim_next("as-2", far()).await.unwrap().is_none(),
         "nothing else queued"
     );
     assert_eq!(
@@ -54,9 +59,13 @@ pub async fn task_lifecycle(s: &Stores) {
         TaskStatus::Running
     );
 
-    // Worker lost: the node goes back and is claimed again, attempt 2.
-    s.tasks.requeue("as-1").await.unwrap();
-    let again = s.tasks.claim_next("as-3").await.unwrap().unwrap();
+    // Worker lost: its lease ends, the node goes back and is claimed
+    // again, attempt 2.
+    s.tasks.drop_lease("as-1").await.unwrap();
+    let expired = s.tasks.expire_leases(now_millis(), 5).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert!(expired[0].is_root && !expired[0].gave_up);
+    let again = s.tasks.claim_next("as-3", far()).await.unwrap().unwrap();
     assert_eq!((again.node_id, again.attempts), (work.node_id, 2));
     assert_eq!(
         again.task_started_at, work.task_started_at,
@@ -86,7 +95,7 @@ pub async fn task_lifecycle(s: &Stores) {
         s.tasks.finish_node("as-3", None).await.unwrap(),
         NodeOutcome::TaskStillRunning
     );
-    let c = s.tasks.claim_next("as-4").await.unwrap().unwrap();
+    let c = s.tasks.claim_next("as-4", far()).await.unwrap().unwrap();
     assert_eq!((c.depth, c.parent), (1, Some(work.node_id)));
     assert_eq!(
         s.tasks.finish_node("as-4", None).await.unwrap(),
@@ -137,10 +146,30 @@ pub async fn priorities_and_listing(s: &Stores) {
         .await
         .unwrap();
     let order: Vec<TaskId> = [
-        s.tasks.claim_next("p1").await.unwrap().unwrap().task_id,
-        s.tasks.claim_next("p2").await.unwrap().unwrap().task_id,
-        s.tasks.claim_next("p3").await.unwrap().unwrap().task_id,
-        s.tasks.claim_next("p4").await.unwrap().unwrap().task_id,
+        s.tasks
+            .claim_next("p1", far())
+            .await
+            .unwrap()
+            .unwrap()
+            .task_id,
+        s.tasks
+            .claim_next("p2", far())
+            .await
+            .unwrap()
+            .unwrap()
+            .task_id,
+        s.tasks
+            .claim_next("p3", far())
+            .await
+            .unwrap()
+            .unwrap()
+            .task_id,
+        s.tasks
+            .claim_next("p4", far())
+            .await
+            .unwrap()
+            .unwrap()
+            .task_id,
     ]
     .into();
     assert_eq!(
@@ -199,7 +228,7 @@ pub async fn priorities_and_listing(s: &Stores) {
         .finish_task(c.id, TaskStatus::Cancelled, Some("asked"), now_millis())
         .await
         .unwrap();
-    assert!(s.tasks.claim_next("p5").await.unwrap().is_none());
+    assert!(s.tasks.claim_next("p5", far()).await.unwrap().is_none());
     assert!(s.tasks.latest_task_of(sha(7)).await.unwrap().is_none());
 }
 
@@ -216,8 +245,8 @@ pub async fn recovery_after_a_restart(s: &Stores) {
         .create_task(sha(12), 1, &submission("b", 5))
         .await
         .unwrap();
-    let wa = s.tasks.claim_next("r1").await.unwrap().unwrap();
-    let wb = s.tasks.claim_next("r2").await.unwrap().unwrap();
+    let wa = s.tasks.claim_next("r1", far()).await.unwrap().unwrap();
+    let wb = s.tasks.claim_next("r2", far()).await.unwrap().unwrap();
     assert_eq!((wa.task_id, wb.task_id), (a.id, b.id));
     // b's only node finished, but its task was never marked Complete.
     assert_eq!(
@@ -227,12 +256,69 @@ pub async fn recovery_after_a_restart(s: &Stores) {
 
     let unfinished = s.tasks.recover().await.unwrap();
     assert_eq!(unfinished, vec![b.id]);
-    let again = s.tasks.claim_next("r3").await.unwrap().unwrap();
+    // a's node stays with its (perhaps live) worker until its lease ends.
+    assert!(s.tasks.claim_next("r3", far()).await.unwrap().is_none());
+    let expired = s.tasks.expire_leases(far() + 1, 5).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    let again = s.tasks.claim_next("r3", far()).await.unwrap().unwrap();
     assert_eq!((again.node_id, again.attempts), (wa.node_id, 2));
     assert_eq!(
         s.tasks.finish_node("r1", None).await.unwrap(),
         NodeOutcome::Stale
     );
+}
+
+/// Leases end unless extended; an expired node is re-queued until its last
+/// attempt, then given up on. All on an explicit clock: no sleeping.
+pub async fn leases_expire_and_give_up(s: &Stores) {
+    let t = s
+        .tasks
+        .create_task(sha(21), 1, &submission("l", 5))
+        .await
+        .unwrap();
+    let w = s.tasks.claim_next("l1", 1_000).await.unwrap().unwrap();
+    assert!(s.tasks.expire_leases(500, 2).await.unwrap().is_empty());
+    s.tasks.extend_leases(&["l1".into()], 5_000).await.unwrap();
+    assert!(
+        s.tasks.expire_leases(2_000, 2).await.unwrap().is_empty(),
+        "extended"
+    );
+    let e = s.tasks.expire_leases(6_000, 2).await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert!(!e[0].gave_up && e[0].node_id == w.node_id);
+    let w2 = s.tasks.claim_next("l2", 7_000).await.unwrap().unwrap();
+    assert_eq!(w2.attempts, 2);
+    // A late heartbeat for the old assignment extends nothing.
+    s.tasks
+        .extend_leases(&["l1".into()], 100_000)
+        .await
+        .unwrap();
+    let e = s.tasks.expire_leases(8_000, 2).await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].gave_up && e[0].task_done && e[0].is_root, "{e:?}");
+    assert!(s.tasks.claim_next("l3", far()).await.unwrap().is_none());
+    let nodes = s.tasks.nodes(t.id).await.unwrap();
+    assert!(
+        nodes[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 2 attempts")
+    );
+    assert_eq!(
+        s.tasks.finish_node("l2", None).await.unwrap(),
+        NodeOutcome::Stale
+    );
+
+    // A node never handed out goes back without using up an attempt.
+    s.tasks
+        .create_task(sha(22), 1, &submission("r", 5))
+        .await
+        .unwrap();
+    let first = s.tasks.claim_next("l4", far()).await.unwrap().unwrap();
+    s.tasks.requeue("l4").await.unwrap();
+    let second = s.tasks.claim_next("l5", far()).await.unwrap().unwrap();
+    assert_eq!((first.attempts, second.attempts), (1, 1));
 }
 
 pub async fn results_are_idempotent(s: &Stores) {
@@ -332,6 +418,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn leases_expire_and_give_up() {
+        let (_d, s) = open().await;
+        super::leases_expire_and_give_up(&s).await;
+    }
+
+    #[tokio::test]
     async fn results_are_idempotent() {
         let (_d, s) = open().await;
         super::results_are_idempotent(&s).await;
@@ -371,8 +463,9 @@ mod postgres {
     async fn task_store_suites() {
         let pg = TestPostgres::start().await;
         type Suite = for<'a> fn(&'a Stores) -> futures::future::BoxFuture<'a, ()>;
-        let suites: [(&str, Suite); 3] = [
+        let suites: [(&str, Suite); 4] = [
             ("lifecycle", |s| Box::pin(super::task_lifecycle(s))),
+            ("leases", |s| Box::pin(super::leases_expire_and_give_up(s))),
             ("priorities", |s| Box::pin(super::priorities_and_listing(s))),
             ("recovery", |s| Box::pin(super::recovery_after_a_restart(s))),
         ];

@@ -80,6 +80,27 @@ pub struct TaskQuery {
     pub limit: u32,
 }
 
+/// A node whose lease ran out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub assignment_id: String,
+    pub task_id: TaskId,
+    pub node_id: NodeId,
+    pub is_root: bool,
+    /// It had used all its attempts and was finished with an error.
+    pub gave_up: bool,
+    /// Giving up on it left the task with no open node.
+    pub task_done: bool,
+}
+
+/// The error recorded on a node abandoned after its last attempt.
+pub fn give_up_reason(attempts: i64) -> String {
+    format!(
+        "gave up after {attempts} attempts: each time the worker analysing it stopped \
+         answering before it finished (crashed, cut off, or too slow)"
+    )
+}
+
 /// What happened when a node finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeOutcome {
@@ -107,10 +128,24 @@ pub trait TaskStore: Send + Sync + 'static {
     /// The newest task of a sample that is not failed or cancelled.
     async fn latest_task_of(&self, sha256: Sha256) -> StoreResult<Option<Task>>;
     /// Takes the next queued node (highest priority, oldest first) and marks
-    /// it assigned under `assignment_id`; the task becomes Running.
-    async fn claim_next(&self, assignment_id: &str) -> StoreResult<Option<NodeWork>>;
-    /// Puts an assigned node back in the queue (worker gone).
+    /// it assigned under `assignment_id`, leased until `lease_until`; the
+    /// task becomes Running. Counts an attempt.
+    async fn claim_next(
+        &self,
+        assignment_id: &str,
+        lease_until: UnixMillis,
+    ) -> StoreResult<Option<NodeWork>>;
+    /// Puts a node that was never handed to a worker back in the queue,
+    /// taking back the attempt its claim counted.
     async fn requeue(&self, assignment_id: &str) -> StoreResult<()>;
+    /// Extends the leases of assignments whose worker is alive.
+    async fn extend_leases(&self, assignment_ids: &[String], until: UnixMillis) -> StoreResult<()>;
+    /// Ends a lease now (its worker is gone); the next
+    /// [`TaskStore::expire_leases`] takes the node back.
+    async fn drop_lease(&self, assignment_id: &str) -> StoreResult<()>;
+    /// Takes back every node whose lease ended before `now`: re-queued, or,
+    /// once it had `max_attempts`, finished with an error.
+    async fn expire_leases(&self, now: UnixMillis, max_attempts: u32) -> StoreResult<Vec<Expired>>;
     /// Marks a node done; tells whether that ended the task.
     async fn finish_node(
         &self,
@@ -140,10 +175,10 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Assignment ids of a task's nodes that are being analysed.
     async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>>;
     async fn delete_task(&self, id: TaskId) -> StoreResult<()>;
-    /// After a restart of the only scheduler: puts every assigned node back
-    /// in the queue (no worker holds it any more) and returns the unfinished
-    /// tasks that have no open node left (stopped between their last result
-    /// and completion), for the caller to complete.
+    /// The unfinished tasks that have no open node left (a scheduler stopped
+    /// between their last result and their completion), for the caller to
+    /// complete. Nodes assigned before a restart come back when their lease
+    /// expires, so several schedulers may share the store.
     async fn recover(&self) -> StoreResult<Vec<TaskId>>;
 }
 

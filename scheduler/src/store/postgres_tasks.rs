@@ -10,7 +10,10 @@ use multiscanner_proto::domain::{
 };
 use tokio_postgres::{NoTls, Row, types::ToSql};
 
-use super::{NodeInfo, NodeOutcome, NodeWork, StoreError, StoreResult, TaskQuery, TaskStore};
+use super::{
+    Expired, NodeInfo, NodeOutcome, NodeWork, StoreError, StoreResult, TaskQuery, TaskStore,
+    give_up_reason,
+};
 
 /// Schema versions, applied in order; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &["
@@ -39,11 +42,13 @@ CREATE TABLE nodes (
     priority      INTEGER NOT NULL,
     assignment_id TEXT UNIQUE,
     attempts      INTEGER NOT NULL DEFAULT 0,
+    lease_until   BIGINT,
     error         TEXT,
     UNIQUE (task_id, sha256)
 );
 CREATE INDEX nodes_queue ON nodes (priority DESC, id) WHERE state = 'queued';
 CREATE INDEX nodes_by_task ON nodes (task_id);
+CREATE INDEX nodes_leases ON nodes (lease_until) WHERE state = 'assigned';
 "];
 
 /// Arbitrary key of the advisory lock that serialises migrations.
@@ -261,18 +266,23 @@ impl TaskStore for PostgresTaskStore {
         row.as_ref().map(task_from_row).transpose()
     }
 
-    async fn claim_next(&self, assignment_id: &str) -> StoreResult<Option<NodeWork>> {
+    async fn claim_next(
+        &self,
+        assignment_id: &str,
+        lease_until: UnixMillis,
+    ) -> StoreResult<Option<NodeWork>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         // SKIP LOCKED: a node another scheduler is claiming is passed over,
         // never waited for or taken twice.
         let row = tx
             .query_opt(
-                "UPDATE nodes SET state = 'assigned', assignment_id = $1, attempts = attempts + 1 \
+                "UPDATE nodes SET state = 'assigned', assignment_id = $1, attempts = attempts + 1, \
+                 lease_until = $2 \
                  WHERE id = (SELECT id FROM nodes WHERE state = 'queued' \
                              ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, task_id, parent_id, depth, sha256, size, filename, attempts",
-                &[&assignment_id],
+                &[&assignment_id, &lease_until],
             )
             .await
             .map_err(db_error)?;
@@ -314,13 +324,101 @@ impl TaskStore for PostgresTaskStore {
         self.client()
             .await?
             .execute(
-                "UPDATE nodes SET state = 'queued', assignment_id = NULL \
+                "UPDATE nodes SET state = 'queued', assignment_id = NULL, \
+                 attempts = greatest(attempts - 1, 0), lease_until = NULL \
                  WHERE assignment_id = $1 AND state = 'assigned'",
                 &[&assignment_id],
             )
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn extend_leases(&self, ids: &[String], until: UnixMillis) -> StoreResult<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE nodes SET lease_until = greatest(lease_until, $2) \
+                 WHERE assignment_id = ANY($1) AND state = 'assigned'",
+                &[&ids, &until],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn drop_lease(&self, assignment_id: &str) -> StoreResult<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE nodes SET lease_until = 0 WHERE assignment_id = $1 AND state = 'assigned'",
+                &[&assignment_id],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn expire_leases(&self, now: UnixMillis, max_attempts: u32) -> StoreResult<Vec<Expired>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        // SKIP LOCKED: another scheduler reaping at the same time takes the
+        // other expired nodes; none is reaped twice.
+        let rows = tx
+            .query(
+                "SELECT id, task_id, parent_id, attempts, assignment_id FROM nodes \
+                 WHERE state = 'assigned' AND lease_until < $1 FOR UPDATE SKIP LOCKED",
+                &[&now],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (node, task, parent, attempts, assignment_id): (
+                i64,
+                i64,
+                Option<i64>,
+                i32,
+                String,
+            ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let gave_up = i64::from(attempts) >= i64::from(max_attempts);
+            let mut task_done = false;
+            if gave_up {
+                tx.execute(
+                    "UPDATE nodes SET state = 'done', error = $2 WHERE id = $1",
+                    &[&node, &give_up_reason(i64::from(attempts))],
+                )
+                .await
+                .map_err(db_error)?;
+                let open: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM nodes WHERE task_id = $1 AND state <> 'done'",
+                        &[&task],
+                    )
+                    .await
+                    .map_err(db_error)?
+                    .get(0);
+                task_done = open == 0;
+            } else {
+                tx.execute(
+                    "UPDATE nodes SET state = 'queued', assignment_id = NULL, lease_until = NULL \
+                     WHERE id = $1",
+                    &[&node],
+                )
+                .await
+                .map_err(db_error)?;
+            }
+            out.push(Expired {
+                assignment_id,
+                task_id: TaskId(task),
+                node_id: NodeId(node),
+                is_root: parent.is_none(),
+                gave_up,
+                task_done,
+            });
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(out)
     }
 
     async fn finish_node(
@@ -484,18 +582,9 @@ impl TaskStore for PostgresTaskStore {
     }
 
     async fn recover(&self) -> StoreResult<Vec<TaskId>> {
-        // Same contract as the embedded store: this is the only scheduler.
-        // Several schedulers on one database need leases to tell a dead
-        // holder from a live one; until then they must not call this.
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute(
-            "UPDATE nodes SET state = 'queued', assignment_id = NULL WHERE state = 'assigned'",
-            &[],
-        )
-        .await
-        .map_err(db_error)?;
-        let rows = tx
+        let rows = self
+            .client()
+            .await?
             .query(
                 "SELECT id FROM tasks WHERE status IN ('Pending', 'Running') \
                  AND NOT EXISTS (SELECT 1 FROM nodes \
@@ -504,7 +593,6 @@ impl TaskStore for PostgresTaskStore {
             )
             .await
             .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         Ok(rows.iter().map(|r| TaskId(r.get(0))).collect())
     }
 }

@@ -9,7 +9,8 @@ use multiscanner_proto::domain::{
 use rusqlite::{OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
 
 use super::{
-    NodeInfo, NodeOutcome, NodeWork, StoreError, StoreResult, TaskQuery, TaskStore, sqlite::Db,
+    Expired, NodeInfo, NodeOutcome, NodeWork, StoreError, StoreResult, TaskQuery, TaskStore,
+    give_up_reason, sqlite::Db,
 };
 
 const SCHEMA: &str = "
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     priority      INTEGER NOT NULL,
     assignment_id TEXT UNIQUE,
     attempts      INTEGER NOT NULL DEFAULT 0,
+    lease_until   INTEGER,
     error         TEXT,
     UNIQUE (task_id, sha256)
 );
@@ -181,7 +183,11 @@ impl TaskStore for SqliteTaskStore {
             .await
     }
 
-    async fn claim_next(&self, assignment_id: &str) -> StoreResult<Option<NodeWork>> {
+    async fn claim_next(
+        &self,
+        assignment_id: &str,
+        lease_until: UnixMillis,
+    ) -> StoreResult<Option<NodeWork>> {
         let assignment_id = assignment_id.to_owned();
         self.db
             .call(move |conn| {
@@ -221,8 +227,8 @@ impl TaskStore for SqliteTaskStore {
                 node.assignment_id.clone_from(&assignment_id);
                 tx.execute(
                     "UPDATE nodes SET state = 'assigned', assignment_id = ?1, \
-                     attempts = attempts + 1 WHERE id = ?2",
-                    params![assignment_id, node.node_id.0],
+                     attempts = attempts + 1, lease_until = ?3 WHERE id = ?2",
+                    params![assignment_id, node.node_id.0, lease_until],
                 )?;
                 let now = now_millis();
                 tx.execute(
@@ -244,11 +250,94 @@ impl TaskStore for SqliteTaskStore {
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "UPDATE nodes SET state = 'queued', assignment_id = NULL \
+                    "UPDATE nodes SET state = 'queued', assignment_id = NULL, \
+                     attempts = max(attempts - 1, 0), lease_until = NULL \
                      WHERE assignment_id = ?1 AND state = 'assigned'",
                     [assignment_id],
                 )?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn extend_leases(&self, ids: &[String], until: UnixMillis) -> StoreResult<()> {
+        let ids = ids.to_vec();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE nodes SET lease_until = max(lease_until, ?2) \
+                         WHERE assignment_id = ?1 AND state = 'assigned'",
+                        params![id, until],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn drop_lease(&self, assignment_id: &str) -> StoreResult<()> {
+        let id = assignment_id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE nodes SET lease_until = 0 WHERE assignment_id = ?1 AND state = 'assigned'",
+                    [id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn expire_leases(&self, now: UnixMillis, max_attempts: u32) -> StoreResult<Vec<Expired>> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let expired: Vec<(i64, i64, Option<i64>, i64, String)> = {
+                    let mut stmt = tx.prepare(
+                        "SELECT id, task_id, parent_id, attempts, assignment_id FROM nodes \
+                         WHERE state = 'assigned' AND lease_until < ?1",
+                    )?;
+                    let rows = stmt.query_map([now], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut out = Vec::with_capacity(expired.len());
+                for (node, task, parent, attempts, assignment_id) in expired {
+                    let gave_up = attempts >= i64::from(max_attempts);
+                    let mut task_done = false;
+                    if gave_up {
+                        tx.execute(
+                            "UPDATE nodes SET state = 'done', error = ?2 WHERE id = ?1",
+                            params![node, give_up_reason(attempts)],
+                        )?;
+                        let open: i64 = tx.query_row(
+                            "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
+                            [task],
+                            |r| r.get(0),
+                        )?;
+                        task_done = open == 0;
+                    } else {
+                        tx.execute(
+                            "UPDATE nodes SET state = 'queued', assignment_id = NULL, \
+                             lease_until = NULL WHERE id = ?1",
+                            [node],
+                        )?;
+                    }
+                    out.push(Expired {
+                        assignment_id,
+                        task_id: TaskId(task),
+                        node_id: NodeId(node),
+                        is_root: parent.is_none(),
+                        gave_up,
+                        task_done,
+                    });
+                }
+                tx.commit()?;
+                Ok(out)
             })
             .await
     }
@@ -420,11 +509,6 @@ impl TaskStore for SqliteTaskStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                tx.execute(
-                    "UPDATE nodes SET state = 'queued', assignment_id = NULL \
-                     WHERE state = 'assigned'",
-                    [],
-                )?;
                 let ids = {
                     let mut stmt = tx.prepare(
                         "SELECT id FROM tasks WHERE status IN ('Pending', 'Running') \
