@@ -128,17 +128,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
         } => {
             let _telemetry = telemetry::init("warn");
-            let failed = scan::run(
-                config,
-                scan::ScanOptions {
-                    paths,
-                    ndjson: json,
-                    output,
-                    workers,
-                    keep_data,
-                },
-            )
-            .await?;
+            let options = scan::ScanOptions {
+                paths,
+                ndjson: json,
+                output,
+                workers,
+                keep_data,
+            };
+            // Interrupted: dropping the run removes its temporary stores.
+            let failed = tokio::select! {
+                res = scan::run(config, options) => res?,
+                () = shutdown_signal() => {
+                    eprintln!("interrupted; reports already printed are complete");
+                    return Ok(ExitCode::from(130));
+                }
+            };
             if failed > 0 {
                 eprintln!("{failed} path(s) could not be analysed");
                 return Ok(ExitCode::FAILURE);

@@ -146,25 +146,7 @@ async fn submit(
 async fn submit_and_wait(addr: &str, data: &'static [u8]) -> pb::Task {
     let mut tasks = client(addr).await;
     let task = submit(&mut tasks, data.to_vec()).await;
-    let mut events = tasks
-        .watch_task(pb::WatchTaskRequest {
-            task_id: task.task_id,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = task;
-    let wait = async {
-        while let Some(e) = events.message().await.unwrap() {
-            if let Some(pb::task_event::Event::Status(t)) = e.event {
-                last = t;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .expect("task did not finish");
-    last
+    watch_until_final(&mut tasks, task.task_id).await
 }
 
 #[tokio::test]
@@ -372,7 +354,7 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
 
     let mut second = Proc::spawn(&["worker", "--scheduler", &url, "--concurrency", "1"]);
     second.wait_for("connected");
-    let done = submit_wait_existing(&mut tasks, task.task_id).await;
+    let done = watch_until_final(&mut tasks, task.task_id).await;
     assert_eq!(done.status, pb::TaskStatus::Complete as i32, "{done:?}");
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .unwrap()
@@ -393,8 +375,8 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
     assert_eq!(scheduler.terminate(), Some(0));
 }
 
-/// Watches an existing task until it ends.
-async fn submit_wait_existing(
+/// Watches a task until it ends (two minutes at most).
+async fn watch_until_final(
     tasks: &mut pb::tasks_client::TasksClient<tonic::transport::Channel>,
     task_id: i64,
 ) -> pb::Task {
@@ -413,6 +395,6 @@ async fn submit_wait_existing(
     };
     tokio::time::timeout(Duration::from_secs(120), wait)
         .await
-        .expect("task did not finish after the worker was killed");
+        .expect("the task did not finish");
     last.unwrap()
 }

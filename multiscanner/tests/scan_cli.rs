@@ -333,3 +333,40 @@ fn config_init_prints_a_file_the_binary_accepts() {
         "{err}"
     );
 }
+
+#[test]
+fn an_interrupted_scan_exits_130_and_leaves_no_temporary_stores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = multiscanner()
+        .env("TMPDIR", tmp.path())
+        .args(["scan", "--json", "-o", "/dev/null", "/usr/bin"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run has created its temporary stores.
+    let started = std::time::Instant::now();
+    while fs::read_dir(tmp.path()).unwrap().next().is_none() {
+        assert!(started.elapsed().as_secs() < 60, "the scan never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        tool("kill", &["-INT", &child.id().to_string()])
+            .status
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("multiscanner-scan-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -46,6 +46,14 @@ pub async fn run_with(
         !config.schedulers.is_empty(),
         "no scheduler URL configured (worker.schedulers / --scheduler)"
     );
+    for url in &config.schedulers {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && Endpoint::from_shared(url.clone()).is_ok();
+        anyhow::ensure!(
+            ok,
+            "invalid scheduler URL {url:?}: expected http://HOST:PORT"
+        );
+    }
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
@@ -62,27 +70,55 @@ pub async fn run_with(
         },
         registry,
     });
-    tokio::fs::create_dir_all(&worker.work_dir).await?;
+    tokio::fs::create_dir_all(&worker.work_dir)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot create work dir {}: {e}", worker.work_dir.display())
+        })?;
+    let modules: Vec<&str> = worker
+        .registry
+        .modules()
+        .iter()
+        .map(|s| s.module.name())
+        .collect();
+    info!(worker = %worker.id, concurrency = worker.concurrency, modules = ?modules, "worker started");
     let mut failures = 0u32;
     for url in config.schedulers.iter().cycle() {
         match worker.session(url, &token).await {
-            Ok(SessionEnd::Shutdown) => return Ok(()),
+            Ok(SessionEnd::Shutdown) => break,
             Ok(SessionEnd::Lost(why)) => {
                 warn!(scheduler = %url, reason = %why, "lost the scheduler");
                 failures = 0;
             }
             Err(e) => {
-                warn!(scheduler = %url, error = %e, "cannot reach the scheduler");
+                warn!(scheduler = %url, error = %error_chain(e.as_ref()), "cannot reach the scheduler");
                 failures += 1;
             }
         }
         let backoff = Duration::from_millis(100 << failures.min(6)).min(Duration::from_secs(5));
         tokio::select! {
-            () = token.cancelled() => return Ok(()),
+            () = token.cancelled() => break,
             () = tokio::time::sleep(backoff) => {}
         }
     }
+    info!(worker = %worker.id, "worker stopped");
     Ok(())
+}
+
+/// An error with its causes: transport errors say only "transport error"
+/// at the top and why (connection refused...) further down.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 struct Worker {
