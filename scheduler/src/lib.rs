@@ -19,5 +19,8 @@ pub mod report;
 pub mod server;
 pub mod store;
 
+#[cfg(test)]
+mod replicas_test;
+
 pub use config::SchedulerConfig;
 pub use server::{BoundScheduler, run};

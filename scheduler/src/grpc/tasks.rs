@@ -20,6 +20,8 @@ use crate::{
 
 const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
+/// How often a watch re-reads the task's stored status.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct TasksApi(pub Arc<Scheduler>);
@@ -138,11 +140,33 @@ impl Tasks for TasksApi {
                 };
             }
             let mut done = task.status.is_final();
+            let mut last_status = task.status;
+            // Events are published by the scheduler that handles the work;
+            // with several schedulers on one task store that may be another
+            // one, so the stored status is also checked now and then.
+            let mut recheck = tokio::time::interval(RECHECK);
+            recheck.reset();
             while !done {
-                match events.recv().await {
+                let received = tokio::select! {
+                    r = events.recv() => Some(r),
+                    _ = recheck.tick() => None,
+                };
+                let Some(received) = received else {
+                    let task = scheduler.get_task(id).await?;
+                    if task.status != last_status {
+                        last_status = task.status;
+                        done = task.status.is_final();
+                        yield status_event(&task);
+                    }
+                    continue;
+                };
+                match received {
                     Ok(event) if event.task_id == id.0 => {
                         if let Some(pb::task_event::Event::Status(t)) = &event.event {
                             done = is_final(t.status);
+                            if let Some(st) = domain_status(t.status) {
+                                last_status = st;
+                            }
                         }
                         yield event;
                     }
@@ -151,6 +175,7 @@ impl Tasks for TasksApi {
                         // Missed events: resend the current state.
                         let task = scheduler.get_task(id).await?;
                         done = task.status.is_final();
+                        last_status = task.status;
                         yield status_event(&task);
                     }
                     Err(RecvError::Closed) => break,
@@ -186,11 +211,14 @@ fn status_event(task: &multiscanner_proto::domain::Task) -> pb::TaskEvent {
     }
 }
 
-fn is_final(status: i32) -> bool {
+fn domain_status(status: i32) -> Option<TaskStatus> {
     pb::TaskStatus::try_from(status)
         .ok()
         .and_then(|s| TaskStatus::try_from(s).ok())
-        .is_some_and(TaskStatus::is_final)
+}
+
+fn is_final(status: i32) -> bool {
+    domain_status(status).is_some_and(TaskStatus::is_final)
 }
 
 #[derive(Debug, Clone)]
