@@ -61,6 +61,10 @@ heartbeat_interval_ms = 5000
 # up on with the reason in the report.
 lease_secs = 30
 max_attempts = 3
+# Priorities run from 1 (lowest) to 10 (highest), first come first served
+# within one; a waiting task gains one level per aging_secs seconds, so low
+# priorities still progress under a constant stream of high ones.
+aging_secs = 60
 
 [worker]
 # Schedulers to dial, tried in turn.

@@ -135,10 +135,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workers,
                 keep_data,
             };
-            // Interrupted: dropping the run removes its temporary stores.
-            let failed = tokio::select! {
-                res = scan::run(config, options) => res?,
-                () = shutdown_signal() => {
+            let failed = match scan::run(config, options, shutdown_signal()).await? {
+                scan::ScanEnd::Done { failed } => failed,
+                scan::ScanEnd::Interrupted => {
                     eprintln!("interrupted; reports already printed are complete");
                     return Ok(ExitCode::from(130));
                 }
@@ -232,22 +231,24 @@ fn print_modules(config: &Config) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled, so a signal that
+/// arrives while a command is still starting is not lost (nor fatal).
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            // Without handlers the default actions still stop the process.
+            _ => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }

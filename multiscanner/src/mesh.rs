@@ -65,6 +65,15 @@ impl Mesh {
         res?
     }
 
+    /// Stops everything at once, without letting work finish (an
+    /// interrupted one-shot run).
+    pub async fn abort(self) {
+        for handle in self.workers.into_iter().chain([self.scheduler]) {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
     /// Stops the workers (they finish what they hold and report it), then
     /// the scheduler.
     pub async fn stop(self) -> anyhow::Result<()> {

@@ -32,8 +32,21 @@ pub struct ScanOptions {
 /// What happened to one path.
 type Outcome = Result<Value, String>;
 
-/// Runs the scan; returns how many paths failed.
-pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize> {
+/// How a scan ended.
+pub enum ScanEnd {
+    /// Every file was tried; this many paths failed.
+    Done { failed: usize },
+    /// `interrupt` fired first; the mesh was stopped and the temporary
+    /// stores removed.
+    Interrupted,
+}
+
+/// Runs the scan until it is done or `interrupt` resolves.
+pub async fn run(
+    mut config: Config,
+    opts: ScanOptions,
+    interrupt: impl Future<Output = ()>,
+) -> anyhow::Result<ScanEnd> {
     let (files, mut failures, warnings) = collect(&opts.paths);
     for (path, why) in &warnings {
         eprintln!("warning: {}: {why}", path.display());
@@ -43,16 +56,18 @@ pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize>
             eprintln!("error: {}: {why}", path.display());
         }
         anyhow::ensure!(!failures.is_empty(), "no files to scan");
-        return Ok(failures.len());
+        return Ok(ScanEnd::Done {
+            failed: failures.len(),
+        });
     }
     // A one-shot run keeps its stores in a temporary directory unless asked.
-    let _tmp;
+    let mut tmp = None;
     if !opts.keep_data {
         let dir = tempfile::Builder::new()
             .prefix("multiscanner-scan-")
             .tempdir()?;
         config.data_dir = dir.path().to_owned();
-        _tmp = dir;
+        tmp = Some(dir);
     }
     config.scheduler.grpc_addr = "127.0.0.1:0".parse()?;
     config.scheduler.task_store.clear();
@@ -87,7 +102,26 @@ pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize>
     .buffer_unordered(parallel);
 
     let mut pretty: BTreeMap<String, Value> = BTreeMap::new();
-    while let Some((path, outcome)) = results.next().await {
+    let mut interrupt = std::pin::pin!(interrupt);
+    loop {
+        let next = tokio::select! {
+            next = results.next() => next,
+            () = &mut interrupt => {
+                bar.finish_and_clear();
+                drop(results);
+                out.flush()?;
+                // Stop everything that writes into the stores before the
+                // temporary directory goes away with this function.
+                mesh.abort().await;
+                if let Some(dir) = tmp {
+                    remove_soon(dir).await;
+                }
+                return Ok(ScanEnd::Interrupted);
+            }
+        };
+        let Some((path, outcome)) = next else {
+            break;
+        };
         bar.inc(1);
         match outcome {
             Ok(report) if opts.ndjson => {
@@ -112,10 +146,29 @@ pub async fn run(mut config: Config, opts: ScanOptions) -> anyhow::Result<usize>
     for (path, why) in &failures {
         eprintln!("error: {}: {why}", path.display());
     }
-    Ok(failures.len())
+    Ok(ScanEnd::Done {
+        failed: failures.len(),
+    })
 }
 
 type Problems = Vec<(PathBuf, String)>;
+
+/// Removes a temporary directory that file operations still in flight on
+/// the blocking pool (aborted tasks do not stop those) may write into for a
+/// moment.
+async fn remove_soon(dir: tempfile::TempDir) {
+    let path = dir.keep();
+    for _ in 0..40 {
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ if path.exists() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            _ => return,
+        }
+    }
+    eprintln!("warning: could not remove {}", path.display());
+}
 
 /// Expands directories (recursively, following links) into regular files.
 /// Paths that cannot be scanned are returned with the reason; a link back

@@ -28,6 +28,9 @@ pub struct SchedulerConfig {
     pub lease_secs: u64,
     /// How many times a file node is handed out before it is given up on.
     pub max_attempts: u32,
+    /// A waiting task gains one priority level per this many seconds, so
+    /// low priorities still progress under constant high-priority load.
+    pub aging_secs: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -43,6 +46,7 @@ impl Default for SchedulerConfig {
             heartbeat_interval_ms: 5000,
             lease_secs: 30,
             max_attempts: 3,
+            aging_secs: 60,
         }
     }
 }
@@ -50,6 +54,10 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     pub fn task_deadline(&self) -> Duration {
         Duration::from_secs(self.task_deadline_secs)
+    }
+
+    pub fn aging(&self) -> Duration {
+        Duration::from_secs(self.aging_secs.max(1))
     }
 
     pub fn lease(&self) -> Duration {

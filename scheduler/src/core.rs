@@ -22,7 +22,7 @@ use crate::{
     error::{Result, SchedulerError},
     events::EventBus,
     report,
-    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery, give_up_reason},
+    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery, give_up_reason, queue_rank},
 };
 
 #[derive(Debug)]
@@ -109,10 +109,15 @@ impl Scheduler {
             });
         }
         self.stores.blobs.put_file(sha256, staged.path()).await?;
+        let rank = queue_rank(
+            submission.priority.get(),
+            now_millis(),
+            self.config.aging().as_millis() as i64,
+        );
         let task = self
             .stores
             .tasks
-            .create_task(sha256, size, &submission)
+            .create_task(sha256, size, &submission, rank)
             .await?;
         info!(task_id = %task.id, sha256 = %sha256, size, "task submitted");
         self.publish_status(&task);

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use multiscanner_proto::domain::{
-    DuplicatePolicy, NodeId, Priority, Sha256, Submission, TaskId, TaskStatus, now_millis,
+    DuplicatePolicy, NodeId, Priority, Sha256, Submission, Task, TaskId, TaskStatus, now_millis,
 };
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -20,6 +20,15 @@ fn sha(n: u8) -> Sha256 {
     Sha256([n; 32])
 }
 
+const AGING_MS: i64 = 60_000;
+
+/// Creates a task as the scheduler does, enqueued at `at`.
+async fn create(s: &Stores, n: u8, name: &str, priority: u32, at: i64) -> Task {
+    let sub = submission(name, priority);
+    let rank = super::queue_rank(sub.priority.get(), at, AGING_MS);
+    s.tasks.create_task(sha(n), 1, &sub, rank).await.unwrap()
+}
+
 fn submission(name: &str, priority: u32) -> Submission {
     Submission {
         filename: name.into(),
@@ -31,11 +40,7 @@ fn submission(name: &str, priority: u32) -> Submission {
 }
 
 pub async fn task_lifecycle(s: &Stores) {
-    let t = s
-        .tasks
-        .create_task(sha(1), 10, &submission("a", 5))
-        .await
-        .unwrap();
+    let t = create(s, 1, "a", 5, now_millis()).await;
     assert_eq!(t.status, TaskStatus::Pending);
     assert_eq!(t.node_count, 1);
     assert_eq!(s.tasks.get_task(t.id).await.unwrap(), t);
@@ -125,26 +130,11 @@ pub async fn task_lifecycle(s: &Stores) {
 }
 
 pub async fn priorities_and_listing(s: &Stores) {
-    let low = s
-        .tasks
-        .create_task(sha(3), 1, &submission("low", 1))
-        .await
-        .unwrap();
-    let high = s
-        .tasks
-        .create_task(sha(4), 1, &submission("high", 9))
-        .await
-        .unwrap();
-    let mid1 = s
-        .tasks
-        .create_task(sha(5), 1, &submission("mid1", 5))
-        .await
-        .unwrap();
-    let mid2 = s
-        .tasks
-        .create_task(sha(6), 1, &submission("mid2", 5))
-        .await
-        .unwrap();
+    let t0 = now_millis();
+    let low = create(s, 3, "low", 1, t0).await;
+    let high = create(s, 4, "high", 9, t0 + 1).await;
+    let mid1 = create(s, 5, "mid1", 5, t0 + 2).await;
+    let mid2 = create(s, 6, "mid2", 5, t0 + 3).await;
     let order: Vec<TaskId> = [
         s.tasks
             .claim_next("p1", far())
@@ -219,32 +209,28 @@ pub async fn priorities_and_listing(s: &Stores) {
     );
 
     // Cancelling drops queued nodes and hides the task from dedupe.
-    let c = s
-        .tasks
-        .create_task(sha(7), 1, &submission("c", 5))
-        .await
-        .unwrap();
+    let c = create(s, 7, "c", 5, now_millis()).await;
     s.tasks
         .finish_task(c.id, TaskStatus::Cancelled, Some("asked"), now_millis())
         .await
         .unwrap();
     assert!(s.tasks.claim_next("p5", far()).await.unwrap().is_none());
     assert!(s.tasks.latest_task_of(sha(7)).await.unwrap().is_none());
+
+    // Aging: a priority-1 task that waited nine minutes goes before a
+    // priority-9 task that just arrived (one level per minute waited).
+    let new_high = create(s, 8, "newhigh", 9, t0).await;
+    let old_low = create(s, 9, "oldlow", 1, t0 - 9 * AGING_MS).await;
+    let first = s.tasks.claim_next("p6", far()).await.unwrap().unwrap();
+    let second = s.tasks.claim_next("p7", far()).await.unwrap().unwrap();
+    assert_eq!((first.task_id, second.task_id), (old_low.id, new_high.id));
 }
 
 /// What a restarted scheduler finds: assigned nodes back in the queue, and
 /// tasks whose last node finished before they were completed.
 pub async fn recovery_after_a_restart(s: &Stores) {
-    let a = s
-        .tasks
-        .create_task(sha(11), 1, &submission("a", 5))
-        .await
-        .unwrap();
-    let b = s
-        .tasks
-        .create_task(sha(12), 1, &submission("b", 5))
-        .await
-        .unwrap();
+    let a = create(s, 11, "a", 5, now_millis()).await;
+    let b = create(s, 12, "b", 5, now_millis()).await;
     let wa = s.tasks.claim_next("r1", far()).await.unwrap().unwrap();
     let wb = s.tasks.claim_next("r2", far()).await.unwrap().unwrap();
     assert_eq!((wa.task_id, wb.task_id), (a.id, b.id));
@@ -271,11 +257,7 @@ pub async fn recovery_after_a_restart(s: &Stores) {
 /// Leases end unless extended; an expired node is re-queued until its last
 /// attempt, then given up on. All on an explicit clock: no sleeping.
 pub async fn leases_expire_and_give_up(s: &Stores) {
-    let t = s
-        .tasks
-        .create_task(sha(21), 1, &submission("l", 5))
-        .await
-        .unwrap();
+    let t = create(s, 21, "l", 5, now_millis()).await;
     let w = s.tasks.claim_next("l1", 1_000).await.unwrap().unwrap();
     assert!(s.tasks.expire_leases(500, 2).await.unwrap().is_empty());
     s.tasks.extend_leases(&["l1".into()], 5_000).await.unwrap();
@@ -311,10 +293,7 @@ pub async fn leases_expire_and_give_up(s: &Stores) {
     );
 
     // A node never handed out goes back without using up an attempt.
-    s.tasks
-        .create_task(sha(22), 1, &submission("r", 5))
-        .await
-        .unwrap();
+    create(s, 22, "r", 5, now_millis()).await;
     let first = s.tasks.claim_next("l4", far()).await.unwrap().unwrap();
     s.tasks.requeue("l4").await.unwrap();
     let second = s.tasks.claim_next("l5", far()).await.unwrap().unwrap();

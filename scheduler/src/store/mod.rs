@@ -93,6 +93,16 @@ pub struct Expired {
     pub task_done: bool,
 }
 
+/// Where a node enters the queue: its enqueue time minus `aging_ms` per
+/// priority level. Taking the lowest rank first is the same as taking the
+/// highest of `priority + waited / aging_ms`: priority first, first come
+/// first served within a priority, and a waiting node gains one level per
+/// `aging_ms`, so low priorities still progress under a constant stream of
+/// high ones. Unlike that score, the rank never changes, so it is indexed.
+pub fn queue_rank(priority: u8, enqueued_at: UnixMillis, aging_ms: i64) -> i64 {
+    enqueued_at - i64::from(priority) * aging_ms
+}
+
 /// The error recorded on a node abandoned after its last attempt.
 pub fn give_up_reason(attempts: i64) -> String {
     format!(
@@ -115,19 +125,21 @@ pub enum NodeOutcome {
 /// Durable task lifecycle and the queue of file nodes.
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
-    /// Records a task and its root node, queued. Durable on return.
+    /// Records a task and its root node, queued at `rank` (see
+    /// [`queue_rank`]). Durable on return.
     async fn create_task(
         &self,
         sha256: Sha256,
         size: u64,
         submission: &Submission,
+        rank: i64,
     ) -> StoreResult<Task>;
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
     /// Newest first.
     async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>>;
     /// The newest task of a sample that is not failed or cancelled.
     async fn latest_task_of(&self, sha256: Sha256) -> StoreResult<Option<Task>>;
-    /// Takes the next queued node (highest priority, oldest first) and marks
+    /// Takes the next queued node (lowest rank, then oldest) and marks
     /// it assigned under `assignment_id`, leased until `lease_until`; the
     /// task becomes Running. Counts an attempt.
     async fn claim_next(
@@ -152,8 +164,9 @@ pub trait TaskStore: Send + Sync + 'static {
         assignment_id: &str,
         error: Option<&str>,
     ) -> StoreResult<NodeOutcome>;
-    /// Adds an extracted file under `parent`, unless its SHA-256 is already in
-    /// the tree. Returns the new node id.
+    /// Adds an extracted file under `parent` (at the parent's rank: its task
+    /// is under way), unless its SHA-256 is already in the tree. Returns the
+    /// new node id.
     async fn add_child(
         &self,
         assignment_id: &str,

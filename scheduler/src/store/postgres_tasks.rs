@@ -39,14 +39,14 @@ CREATE TABLE nodes (
     filename      TEXT    NOT NULL,
     created_by    TEXT,
     state         TEXT    NOT NULL CHECK (state IN ('queued', 'assigned', 'done')),
-    priority      INTEGER NOT NULL,
+    rank          BIGINT  NOT NULL,
     assignment_id TEXT UNIQUE,
     attempts      INTEGER NOT NULL DEFAULT 0,
     lease_until   BIGINT,
     error         TEXT,
     UNIQUE (task_id, sha256)
 );
-CREATE INDEX nodes_queue ON nodes (priority DESC, id) WHERE state = 'queued';
+CREATE INDEX nodes_queue ON nodes (rank, id) WHERE state = 'queued';
 CREATE INDEX nodes_by_task ON nodes (task_id);
 CREATE INDEX nodes_leases ON nodes (lease_until) WHERE state = 'assigned';
 "];
@@ -190,6 +190,7 @@ impl TaskStore for PostgresTaskStore {
         sha256: Sha256,
         size: u64,
         submission: &Submission,
+        rank: i64,
     ) -> StoreResult<Task> {
         let json =
             serde_json::to_string(submission).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -205,11 +206,10 @@ impl TaskStore for PostgresTaskStore {
             .await
             .map_err(db_error)?
             .get(0);
-        let priority = i32::from(submission.priority.get());
         tx.execute(
-            "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, priority) \
+            "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, rank) \
              VALUES ($1, 0, $2, $3, $4, 'queued', $5)",
-            &[&id, &hex, &(size as i64), &submission.filename, &priority],
+            &[&id, &hex, &(size as i64), &submission.filename, &rank],
         )
         .await
         .map_err(db_error)?;
@@ -280,7 +280,7 @@ impl TaskStore for PostgresTaskStore {
                 "UPDATE nodes SET state = 'assigned', assignment_id = $1, attempts = attempts + 1, \
                  lease_until = $2 \
                  WHERE id = (SELECT id FROM nodes WHERE state = 'queued' \
-                             ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                             ORDER BY rank, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, task_id, parent_id, depth, sha256, size, filename, attempts",
                 &[&assignment_id, &lease_until],
             )
@@ -467,19 +467,19 @@ impl TaskStore for PostgresTaskStore {
         let client = self.client().await?;
         let parent = client
             .query_opt(
-                "SELECT id, task_id, depth, priority FROM nodes \
+                "SELECT id, task_id, depth, rank FROM nodes \
                  WHERE assignment_id = $1 AND state = 'assigned'",
                 &[&assignment_id],
             )
             .await
             .map_err(db_error)?
             .ok_or_else(|| StoreError::NotFound(format!("assignment {assignment_id}")))?;
-        let (parent_id, task, depth, priority): (i64, i64, i32, i32) =
+        let (parent_id, task, depth, rank): (i64, i64, i32, i64) =
             (parent.get(0), parent.get(1), parent.get(2), parent.get(3));
         let row = client
             .query_opt(
                 "INSERT INTO nodes (task_id, parent_id, depth, sha256, size, filename, \
-                 created_by, state, priority) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) \
+                 created_by, state, rank) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8) \
                  ON CONFLICT (task_id, sha256) DO NOTHING RETURNING id",
                 &[
                     &task,
@@ -489,7 +489,7 @@ impl TaskStore for PostgresTaskStore {
                     &(size as i64),
                     &filename,
                     &created_by,
-                    &priority,
+                    &rank,
                 ],
             )
             .await

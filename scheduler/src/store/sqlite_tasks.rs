@@ -36,14 +36,14 @@ CREATE TABLE IF NOT EXISTS nodes (
     filename      TEXT    NOT NULL,
     created_by    TEXT,
     state         TEXT    NOT NULL CHECK (state IN ('queued', 'assigned', 'done')),
-    priority      INTEGER NOT NULL,
+    rank          INTEGER NOT NULL,
     assignment_id TEXT UNIQUE,
     attempts      INTEGER NOT NULL DEFAULT 0,
     lease_until   INTEGER,
     error         TEXT,
     UNIQUE (task_id, sha256)
 );
-CREATE INDEX IF NOT EXISTS nodes_queue ON nodes (state, priority DESC, id);
+CREATE INDEX IF NOT EXISTS nodes_queue ON nodes (state, rank, id);
 CREATE INDEX IF NOT EXISTS nodes_by_task ON nodes (task_id);
 ";
 
@@ -103,6 +103,7 @@ impl TaskStore for SqliteTaskStore {
         sha256: Sha256,
         size: u64,
         submission: &Submission,
+        rank: i64,
     ) -> StoreResult<Task> {
         let json =
             serde_json::to_string(submission).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -118,15 +119,9 @@ impl TaskStore for SqliteTaskStore {
                 )?;
                 let id = tx.last_insert_rowid();
                 tx.execute(
-                    "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, priority) \
+                    "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, rank) \
                      VALUES (?1, 0, ?2, ?3, ?4, 'queued', ?5)",
-                    params![
-                        id,
-                        sha256.to_hex(),
-                        size as i64,
-                        submission.filename,
-                        submission.priority.get()
-                    ],
+                    params![id, sha256.to_hex(), size as i64, submission.filename, rank],
                 )?;
                 let task = load_task(&tx, TaskId(id))?;
                 tx.commit()?;
@@ -197,7 +192,7 @@ impl TaskStore for SqliteTaskStore {
                         "SELECT n.id, n.task_id, n.parent_id, n.depth, n.sha256, n.size, \
                          n.filename, n.attempts, t.submission, t.started_at \
                          FROM nodes n JOIN tasks t ON t.id = n.task_id \
-                         WHERE n.state = 'queued' ORDER BY n.priority DESC, n.id LIMIT 1",
+                         WHERE n.state = 'queued' ORDER BY n.rank, n.id LIMIT 1",
                         [],
                         |r| {
                             let sha: String = r.get(4)?;
@@ -396,18 +391,18 @@ impl TaskStore for SqliteTaskStore {
                 let tx = conn.transaction()?;
                 let parent: Option<(i64, i64, i64, i64)> = tx
                     .query_row(
-                        "SELECT id, task_id, depth, priority FROM nodes \
+                        "SELECT id, task_id, depth, rank FROM nodes \
                          WHERE assignment_id = ?1 AND state = 'assigned'",
                         [&assignment_id],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()?;
-                let Some((parent, task, depth, priority)) = parent else {
+                let Some((parent, task, depth, rank)) = parent else {
                     return Err(StoreError::NotFound(format!("assignment {assignment_id}")));
                 };
                 let inserted = tx.execute(
                     "INSERT OR IGNORE INTO nodes (task_id, parent_id, depth, sha256, size, \
-                     filename, created_by, state, priority) \
+                     filename, created_by, state, rank) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
                     params![
                         task,
@@ -417,7 +412,7 @@ impl TaskStore for SqliteTaskStore {
                         size as i64,
                         filename,
                         created_by,
-                        priority
+                        rank
                     ],
                 )?;
                 let id = (inserted == 1).then(|| NodeId(tx.last_insert_rowid()));
