@@ -51,8 +51,9 @@ impl Scheduler {
         })
     }
 
-    /// Picks up where a previous run stopped: re-queues nodes that were
-    /// assigned, completes tasks whose last node had finished.
+    /// Picks up where a previous run stopped: completes tasks whose last
+    /// node had finished. Nodes that were assigned come back through their
+    /// leases (the reaper), which is safe with other schedulers running.
     pub async fn recover(&self) -> Result<()> {
         for id in self.stores.tasks.recover().await? {
             info!(task_id = %id, "completing a task left unfinished by the last run");
