@@ -22,6 +22,9 @@ pub struct Config {
     pub worker: WorkerConfig,
 }
 
+/// The keys at the top of the config file.
+const TOP_LEVEL_KEYS: [&str; 3] = ["data_dir", "scheduler", "worker"];
+
 /// The default configuration, commented; `multiscanner config init` prints
 /// it and a test checks it says the same as [`Config::default`].
 pub const DEFAULT_TOML: &str = r#"# MultiScanner configuration.
@@ -97,7 +100,16 @@ impl Config {
             anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("MULTISCANNER_").split("__"));
+        // Only variables that name a section or top-level key are config;
+        // others sharing the prefix (MULTISCANNER_CONFIG, a script's own
+        // MULTISCANNER_BIN) are left alone.
+        let env = Env::prefixed("MULTISCANNER_")
+            .filter(|key| {
+                let first = key.as_str().split("__").next().unwrap_or_default();
+                TOP_LEVEL_KEYS.iter().any(|k| first.eq_ignore_ascii_case(k))
+            })
+            .split("__");
+        figment = figment.merge(env);
         let config: Config = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

@@ -20,6 +20,14 @@ struct Proc {
     seen: Vec<String>,
 }
 
+impl Drop for Proc {
+    /// A test that fails half-way must not leave its servers running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Proc {
     fn spawn(args: &[&str]) -> Self {
         Self::spawn_env(args, &[])

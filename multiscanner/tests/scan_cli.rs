@@ -280,9 +280,11 @@ fn config_init_prints_a_file_the_binary_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("multiscanner.toml");
     fs::write(&cfg, &out.stdout).unwrap();
+    // Given through MULTISCANNER_CONFIG; an unrelated variable with the same
+    // prefix is not mistaken for configuration.
     let modules = multiscanner()
-        .arg("--config")
-        .arg(&cfg)
+        .env("MULTISCANNER_CONFIG", &cfg)
+        .env("MULTISCANNER_SOMETHING_ELSE", "1")
         .arg("modules")
         .output()
         .unwrap();
