@@ -359,21 +359,8 @@ async fn cancel_stops_a_running_task_and_delete_removes_it() {
         .unwrap()
         .task
         .unwrap();
-    // Wait until it runs.
     let mut tasks = cluster.tasks();
-    for _ in 0..200 {
-        let t = tasks
-            .get_task(pb::GetTaskRequest {
-                task_id: task.task_id,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if t.status == pb::TaskStatus::Running as i32 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_for_status(&mut tasks, task.task_id, pb::TaskStatus::Running).await;
     let cancelled = tasks
         .cancel_task(pb::CancelTaskRequest {
             task_id: task.task_id,

@@ -11,7 +11,7 @@ use std::{
 };
 
 use multiscanner_proto::pb;
-use support::cli::multiscanner;
+use support::{cli::multiscanner, wait_for_status, watch_until_final};
 
 /// A running role whose log lines are collected on a thread.
 struct Proc {
@@ -327,24 +327,7 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
     };
     let mut tasks = client(&addr).await;
     let task = submit(&mut tasks, body).await;
-    let running = async {
-        loop {
-            let t = tasks
-                .get_task(pb::GetTaskRequest {
-                    task_id: task.task_id,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if t.status == pb::TaskStatus::Running as i32 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), running)
-        .await
-        .unwrap();
+    wait_for_status(&mut tasks, task.task_id, pb::TaskStatus::Running).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = tasks
         .get_task(pb::GetTaskRequest {
@@ -381,28 +364,4 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
     assert!(report.get("errors").is_none(), "{}", report["errors"]);
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(scheduler.terminate(), Some(0));
-}
-
-/// Watches a task until it ends (two minutes at most).
-async fn watch_until_final(
-    tasks: &mut pb::tasks_client::TasksClient<tonic::transport::Channel>,
-    task_id: i64,
-) -> pb::Task {
-    let mut events = tasks
-        .watch_task(pb::WatchTaskRequest { task_id })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    let wait = async {
-        while let Some(e) = events.message().await.unwrap() {
-            if let Some(pb::task_event::Event::Status(t)) = e.event {
-                last = Some(t);
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), wait)
-        .await
-        .expect("the task did not finish");
-    last.unwrap()
 }

@@ -69,25 +69,9 @@ impl Cluster {
             .map(|r| r.into_inner())
     }
 
-    /// Waits (at most 60 s) until the task reaches a final status.
+    /// Waits (at most two minutes) until the task reaches a final status.
     pub async fn wait_final(&self, task_id: i64) -> pb::Task {
-        tokio::time::timeout(Duration::from_secs(60), async {
-            let mut events = self
-                .tasks()
-                .watch_task(pb::WatchTaskRequest { task_id })
-                .await
-                .unwrap()
-                .into_inner();
-            let mut last = None;
-            while let Some(e) = events.message().await.unwrap() {
-                if let Some(pb::task_event::Event::Status(t)) = e.event {
-                    last = Some(t);
-                }
-            }
-            last.expect("watch ended without a status")
-        })
-        .await
-        .expect("task did not finish within 60 s")
+        watch_until_final(&mut self.tasks(), task_id).await
     }
 
     pub async fn report(&self, task_id: i64) -> serde_json::Value {
@@ -129,6 +113,51 @@ fn walk_files(dir: &std::path::Path) -> usize {
             }
         })
         .sum()
+}
+
+/// Watches a task until it ends (two minutes at most).
+pub async fn watch_until_final(tasks: &mut TasksClient<Channel>, task_id: i64) -> pb::Task {
+    let mut events = tasks
+        .watch_task(pb::WatchTaskRequest { task_id })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    let wait = async {
+        while let Some(e) = events.message().await.unwrap() {
+            if let Some(pb::task_event::Event::Status(t)) = e.event {
+                last = Some(t);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("the task did not finish within two minutes");
+    last.expect("the watch ended without a status")
+}
+
+/// Polls (at most a minute) until the task has `status`.
+pub async fn wait_for_status(
+    tasks: &mut TasksClient<Channel>,
+    task_id: i64,
+    status: pb::TaskStatus,
+) -> pb::Task {
+    let poll = async {
+        loop {
+            let t = tasks
+                .get_task(pb::GetTaskRequest { task_id })
+                .await
+                .unwrap()
+                .into_inner();
+            if t.status == status as i32 {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), poll)
+        .await
+        .unwrap_or_else(|_| panic!("task {task_id} never reached {status:?}"))
 }
 
 pub fn header(name: &str) -> pb::SubmissionHeader {
