@@ -19,8 +19,6 @@ pub type WorkerTx = mpsc::Sender<Result<pb::SchedulerMessage, Status>>;
 struct Worker {
     tx: WorkerTx,
     concurrency: u32,
-    hostname: String,
-    modules: Vec<pb::ModuleInfo>,
     held: HashMap<String, NodeWork>,
     draining: bool,
 }
@@ -33,16 +31,6 @@ impl Worker {
             self.concurrency.saturating_sub(self.held.len() as u32)
         }
     }
-}
-
-/// A public view of a connected worker.
-#[derive(Clone, Debug)]
-pub struct WorkerView {
-    pub id: String,
-    pub hostname: String,
-    pub concurrency: u32,
-    pub busy: u32,
-    pub modules: Vec<pb::ModuleInfo>,
 }
 
 #[derive(Debug, Default)]
@@ -58,8 +46,6 @@ impl WorkerPool {
         let worker = Worker {
             tx,
             concurrency: hello.concurrency.max(1),
-            hostname: hello.hostname.clone(),
-            modules: hello.modules.clone(),
             held: HashMap::new(),
             draining: false,
         };
@@ -162,19 +148,6 @@ impl WorkerPool {
 
     pub fn held_count(&self) -> usize {
         self.lock().values().map(|w| w.held.len()).sum()
-    }
-
-    pub fn view(&self) -> Vec<WorkerView> {
-        self.lock()
-            .iter()
-            .map(|(id, w)| WorkerView {
-                id: id.clone(),
-                hostname: w.hostname.clone(),
-                concurrency: w.concurrency,
-                busy: w.held.len() as u32,
-                modules: w.modules.clone(),
-            })
-            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {

@@ -15,8 +15,6 @@ pub enum SchedulerError {
     #[error("upload exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -28,7 +26,6 @@ impl SchedulerError {
             Self::Field(_) | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::TooLarge { .. } => ErrorCode::PayloadTooLarge,
-            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }

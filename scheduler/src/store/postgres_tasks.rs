@@ -171,6 +171,17 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Nodes of a task not yet done.
+async fn open_nodes(c: &impl deadpool_postgres::GenericClient, task: i64) -> StoreResult<i64> {
+    Ok(c.query_one(
+        "SELECT count(*) FROM nodes WHERE task_id = $1 AND state <> 'done'",
+        &[&task],
+    )
+    .await
+    .map_err(db_error)?
+    .get(0))
+}
+
 async fn load_task(c: &impl deadpool_postgres::GenericClient, id: TaskId) -> StoreResult<Task> {
     let row = c
         .query_opt(
@@ -390,14 +401,7 @@ impl TaskStore for PostgresTaskStore {
                 )
                 .await
                 .map_err(db_error)?;
-                let open: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM nodes WHERE task_id = $1 AND state <> 'done'",
-                        &[&task],
-                    )
-                    .await
-                    .map_err(db_error)?
-                    .get(0);
+                let open: i64 = open_nodes(&tx, task).await?;
                 task_done = open == 0;
             } else {
                 tx.execute(
@@ -440,14 +444,7 @@ impl TaskStore for PostgresTaskStore {
             return Ok(NodeOutcome::Stale);
         };
         let task: i64 = row.get(0);
-        let open: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM nodes WHERE task_id = $1 AND state <> 'done'",
-                &[&task],
-            )
-            .await
-            .map_err(db_error)?
-            .get(0);
+        let open: i64 = open_nodes(&tx, task).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(if open == 0 {
             NodeOutcome::TaskDone

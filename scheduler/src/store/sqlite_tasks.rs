@@ -86,6 +86,15 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
+/// Nodes of a task not yet done.
+fn open_nodes(conn: &rusqlite::Connection, task: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
+        [task],
+        |r| r.get(0),
+    )
+}
+
 fn load_task(conn: &rusqlite::Connection, id: TaskId) -> StoreResult<Task> {
     conn.query_row(
         &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
@@ -309,11 +318,7 @@ impl TaskStore for SqliteTaskStore {
                             "UPDATE nodes SET state = 'done', error = ?2 WHERE id = ?1",
                             params![node, give_up_reason(attempts)],
                         )?;
-                        let open: i64 = tx.query_row(
-                            "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
-                            [task],
-                            |r| r.get(0),
-                        )?;
+                        let open: i64 = open_nodes(&tx, task)?;
                         task_done = open == 0;
                     } else {
                         tx.execute(
@@ -358,11 +363,7 @@ impl TaskStore for SqliteTaskStore {
                 let Some(task) = task else {
                     return Ok(NodeOutcome::Stale);
                 };
-                let open: i64 = tx.query_row(
-                    "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
-                    [task],
-                    |r| r.get(0),
-                )?;
+                let open: i64 = open_nodes(&tx, task)?;
                 tx.commit()?;
                 Ok(if open == 0 {
                     NodeOutcome::TaskDone
