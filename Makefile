@@ -16,3 +16,4 @@ scan:
 
 bench:
 	bash bench/scan.sh
+	bash bench/throughput.sh

@@ -26,3 +26,51 @@ ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; return 1; }
   rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" --profile minimal -c rustfmt -c clippy
 }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Starts a private PostgreSQL with its data in DIR/pg (created on first use),
+# on a free loopback port, trusting local connections of user multiscanner.
+# Sets pg_pid, pg_port, pg_url; stop it with stop_private_pg.
+start_private_pg() {
+  local dir=$1 pg_bin
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  local as_db_user=()
+  if [[ $(id -u) -eq 0 ]]; then
+    # PostgreSQL refuses to run as root.
+    chown postgres: "$dir"
+    as_db_user=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  fi
+  if [[ ! -d $dir/pg ]]; then
+    step "initialising PostgreSQL in $dir/pg"
+    "${as_db_user[@]}" "$pg_bin/initdb" -A trust -U multiscanner -E UTF8 -D "$dir/pg" > "$dir/initdb.log"
+  fi
+  pg_port=$(free_port)
+  "${as_db_user[@]}" "$pg_bin/postgres" -D "$dir/pg" -p "$pg_port" -k "$dir" \
+    -c listen_addresses=127.0.0.1 > "$dir/postgres.log" 2>&1 &
+  pg_pid=$!
+  until "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"; do
+    kill -0 "$pg_pid" 2>/dev/null || { cat "$dir/postgres.log" >&2; return 1; }
+    sleep 0.2
+  done
+  pg_url="postgres://multiscanner@127.0.0.1:$pg_port/postgres"
+}
+
+stop_private_pg() {
+  [[ -n ${pg_pid:-} ]] || return 0
+  kill -TERM "$pg_pid" 2>/dev/null && wait "$pg_pid" 2>/dev/null || true
+  pg_pid=
+}
+
+# Starts `multiscanner scheduler` with ARGS, logging to LOG; waits until it
+# listens and sets sched_pid and sched_addr.
+start_scheduler() {
+  local bin=$1 log=$2; shift 2
+  "$bin" scheduler --grpc-addr 127.0.0.1:0 "$@" > "$log" 2>&1 &
+  sched_pid=$!
+  until grep -q "scheduler listening" "$log"; do
+    kill -0 "$sched_pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  sched_addr=$(sed -n 's/.*scheduler listening addr=\([0-9.:]*\).*/\1/p' "$log" | head -n 1)
+}

@@ -12,8 +12,6 @@ use multiscanner_proto::{
     pb,
 };
 use serde_json::Value;
-use sha2::Digest;
-use tokio::io::AsyncWriteExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
@@ -22,7 +20,10 @@ use crate::{
     error::{Result, SchedulerError},
     events::EventBus,
     report,
-    store::{ModuleRecord, NodeOutcome, NodeWork, Stores, TaskQuery, give_up_reason, queue_rank},
+    store::{
+        ModuleRecord, NodeOutcome, NodeWork, Staged, Stores, TaskQuery, give_up_reason, queue_rank,
+    },
+    upload::Upload,
 };
 
 #[derive(Debug)]
@@ -69,38 +70,17 @@ impl Scheduler {
         S: Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let limit = self.config.max_upload_bytes;
-        let staged = tempfile::NamedTempFile::new_in(self.stores.blobs.staging_dir())
-            .map_err(|e| SchedulerError::Unavailable(format!("cannot stage upload: {e}")))?;
-        let mut file = tokio::fs::File::from_std(
-            staged
-                .reopen()
-                .map_err(|e| SchedulerError::Unavailable(e.to_string()))?,
+        let mut upload = Upload::new(
+            self.stores.blobs.staging_dir().to_owned(),
+            self.config.max_upload_bytes,
         );
-        let mut hasher = sha2::Sha256::new();
-        let mut size: u64 = 0;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk
                 .map_err(|e| SchedulerError::InvalidArgument(format!("upload interrupted: {e}")))?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(SchedulerError::TooLarge { limit });
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| SchedulerError::Unavailable(format!("cannot stage upload: {e}")))?;
+            upload.write(&chunk).await?;
         }
-        file.flush()
-            .await
-            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
-        drop(file);
-        if size == 0 {
-            return Err(SchedulerError::InvalidArgument(
-                "the file is empty: there is nothing to analyse".into(),
-            ));
-        }
-        let sha256 = Sha256(hasher.finalize().into());
+        let staged = upload.finish().await?;
+        let (sha256, size) = (staged.sha256, staged.size);
         if submission.duplicate == DuplicatePolicy::Latest
             && let Some(task) = self.stores.tasks.latest_task_of(sha256).await?
         {
@@ -109,7 +89,7 @@ impl Scheduler {
                 existing: true,
             });
         }
-        self.stores.blobs.put_file(sha256, staged.path()).await?;
+        self.stores.blobs.put(staged).await?;
         let rank = queue_rank(
             submission.priority.get(),
             now_millis(),
@@ -413,10 +393,9 @@ impl Scheduler {
     pub async fn add_child(
         &self,
         header: pb::ChildHeader,
-        staged: &std::path::Path,
-        sha256: Sha256,
-        size: u64,
+        staged: Staged,
     ) -> Result<pb::ChildUploadResponse> {
+        let (sha256, size) = (staged.sha256, staged.size);
         let work = self.workers.find(&header.assignment_id).ok_or_else(|| {
             SchedulerError::NotFound(format!("assignment {}", header.assignment_id))
         })?;
@@ -428,7 +407,7 @@ impl Scheduler {
                 reason: format!("depth limit {} reached", self.config.max_depth),
             });
         }
-        self.stores.blobs.put_file(sha256, staged).await?;
+        self.stores.blobs.put(staged).await?;
         let created_by = header.created_by.clone();
         let node = self
             .stores

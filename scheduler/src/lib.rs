@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod upload;
 
 #[cfg(test)]
 mod replicas_test;

@@ -5,17 +5,15 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
-    domain::Sha256,
     pb::{self, child_upload::Part, worker_hub_server::WorkerHub, worker_message::Msg},
     trace,
 };
-use sha2::Digest;
-use tokio::{io::AsyncWriteExt, sync::mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::{core::Scheduler, error::SchedulerError};
+use crate::{core::Scheduler, error::SchedulerError, upload::Upload};
 
 /// Bytes per `SampleChunk`.
 const CHUNK: usize = 256 * 1024;
@@ -133,29 +131,19 @@ impl WorkerHub for HubApi {
                 ));
             }
         };
-        let limit = self.0.config.max_upload_bytes;
-        let staged = tempfile::NamedTempFile::new_in(self.0.stores.blobs.staging_dir())
-            .map_err(|e| Status::unavailable(format!("cannot stage child: {e}")))?;
-        let mut file = tokio::fs::File::from_std(staged.reopen()?);
-        let mut hasher = sha2::Sha256::new();
-        let mut size = 0u64;
+        let mut upload = Upload::new(
+            self.0.stores.blobs.staging_dir().to_owned(),
+            self.0.config.max_upload_bytes,
+        );
         while let Some(msg) = stream.message().await? {
             let Some(Part::Chunk(chunk)) = msg.part else {
                 return Err(Status::invalid_argument(
                     "invalid field `chunk`: only the first message may be a header",
                 ));
             };
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(SchedulerError::TooLarge { limit }.into());
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            upload.write(&chunk).await?;
         }
-        file.flush().await?;
-        drop(file);
-        let sha = Sha256(hasher.finalize().into());
-        let response = self.0.add_child(header, staged.path(), sha, size).await?;
+        let response = self.0.add_child(header, upload.finish().await?).await?;
         Ok(Response::new(response))
     }
 }

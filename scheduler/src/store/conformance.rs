@@ -9,7 +9,7 @@ use multiscanner_proto::domain::{
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use super::{ModuleRecord, NodeOutcome, Stores, TaskQuery};
+use super::{ModuleRecord, NodeOutcome, Staged, StagedBody, Stores, TaskQuery};
 
 /// A lease that does not run out during a test.
 fn far() -> i64 {
@@ -339,27 +339,51 @@ pub async fn results_are_idempotent(s: &Stores) {
 }
 
 pub async fn blobs_round_trip(s: &Stores) {
+    // Large samples arrive as staged files, small ones in memory.
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let mut staged = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
-    staged.write_all(&data).unwrap();
-    let id = sha(9);
-    assert!(!s.blobs.exists(id).await.unwrap());
-    s.blobs.put_file(id, staged.path()).await.unwrap();
-    assert!(s.blobs.exists(id).await.unwrap());
-    // Written once: a second put with other bytes does not replace it.
-    let mut other = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
-    other.write_all(b"other").unwrap();
-    s.blobs.put_file(id, other.path()).await.unwrap();
+    let mut file = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
+    file.write_all(&data).unwrap();
+    let (big, small) = (sha(9), sha(10));
+    assert!(!s.blobs.exists(big).await.unwrap());
+    s.blobs
+        .put(staged(big, StagedBody::File(file), data.len()))
+        .await
+        .unwrap();
+    s.blobs
+        .put(staged(small, StagedBody::Memory("small".into()), 5))
+        .await
+        .unwrap();
+    assert!(s.blobs.exists(big).await.unwrap());
+    // Written once: a second put under a stored SHA-256 changes nothing.
+    s.blobs
+        .put(staged(big, StagedBody::Memory("other".into()), 5))
+        .await
+        .unwrap();
+    assert_eq!(read_blob(s, big).await, data);
+    assert_eq!(read_blob(s, small).await, b"small");
+    assert!(s.blobs.open(sha(11)).await.is_err());
+    // Nothing is left behind in the staging directory.
+    assert_eq!(std::fs::read_dir(s.blobs.staging_dir()).unwrap().count(), 0);
+}
+
+fn staged(sha256: Sha256, body: StagedBody, size: usize) -> Staged {
+    Staged {
+        sha256,
+        size: size as u64,
+        body,
+    }
+}
+
+async fn read_blob(s: &Stores, sha256: Sha256) -> Vec<u8> {
     let mut back = Vec::new();
     s.blobs
-        .open(id)
+        .open(sha256)
         .await
         .unwrap()
         .read_to_end(&mut back)
         .await
         .unwrap();
-    assert_eq!(back, data);
-    assert!(s.blobs.open(sha(10)).await.is_err());
+    back
 }
 
 mod sqlite {

@@ -1,12 +1,15 @@
 //! Samples in a local directory (or a shared mount), one file per sample
-//! named by its SHA-256, written once and never rewritten.
+//! named by its SHA-256, written once (see [`publish`]).
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use async_trait::async_trait;
 use multiscanner_proto::domain::Sha256;
 
-use super::{BlobReader, BlobStore, StoreError, StoreResult};
+use super::{BlobReader, BlobStore, Staged, StagedBody, StoreError, StoreResult};
 
 #[derive(Debug)]
 pub struct LocalBlobStore {
@@ -35,39 +38,15 @@ impl LocalBlobStore {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn put_file(&self, sha256: Sha256, staged: &Path) -> StoreResult<()> {
-        let dest = self.path_of(sha256);
+    async fn put(&self, staged: Staged) -> StoreResult<()> {
+        let dest = self.path_of(staged.sha256);
         if tokio::fs::try_exists(&dest).await? {
             return Ok(());
         }
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        // Make the bytes durable, then publish them under their name with a
-        // hard link: that never replaces a sample another upload stored.
-        tokio::fs::File::open(staged).await?.sync_all().await?;
-        match tokio::fs::hard_link(staged, &dest).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(_) => {
-                // Across file systems: copy to a temporary name, then link.
-                let tmp = dest.with_extension("partial");
-                tokio::fs::copy(staged, &tmp).await?;
-                tokio::fs::File::open(&tmp).await?.sync_all().await?;
-                let linked = tokio::fs::hard_link(&tmp, &dest).await;
-                let _ = tokio::fs::remove_file(&tmp).await;
-                match linked {
-                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                        return Err(e.into());
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if let Some(dir) = dest.parent() {
-            tokio::fs::File::open(dir).await?.sync_all().await?;
-        }
-        Ok(())
+        let dir = dest.parent().unwrap_or(&self.root).to_owned();
+        tokio::task::spawn_blocking(move || publish(staged.body, &dir, &dest))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     async fn open(&self, sha256: Sha256) -> StoreResult<BlobReader> {
@@ -88,3 +67,41 @@ impl BlobStore for LocalBlobStore {
         &self.staging
     }
 }
+
+/// Writes the bytes durably under a temporary name in `dir`, then renames
+/// them to `dest`. The rename is atomic, so a reader sees a whole sample or
+/// none; two uploads of one sample racing here rename identical bytes, so
+/// whichever lands last changes nothing. Nothing is unlinked on the way
+/// (unlinking thousands of small files slows every later create on ext4).
+fn publish(body: StagedBody, dir: &Path, dest: &Path) -> StoreResult<()> {
+    std::fs::create_dir_all(dir)?;
+    let staged = match body {
+        StagedBody::Memory(bytes) => {
+            let mut file = tempfile::Builder::new()
+                .prefix(".partial-")
+                .tempfile_in(dir)?;
+            file.write_all(&bytes)?;
+            file
+        }
+        StagedBody::File(file) => file,
+    };
+    staged.as_file().sync_all()?;
+    match staged.persist(dest) {
+        Ok(_) => {}
+        Err(e) if e.error.raw_os_error() == Some(EXDEV) => {
+            // The staging directory is on another file system: copy.
+            let mut copy = tempfile::Builder::new()
+                .prefix(".partial-")
+                .tempfile_in(dir)?;
+            std::io::copy(&mut std::fs::File::open(e.file.path())?, &mut copy)?;
+            copy.as_file().sync_all()?;
+            copy.persist(dest).map_err(|e| e.error)?;
+        }
+        Err(e) => return Err(e.error.into()),
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Linux's "cross-device link" error number.
+const EXDEV: i32 = 18;

@@ -220,15 +220,32 @@ pub trait ReportStore: Send + Sync + 'static {
 
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// A received sample, hashed, ready for [`BlobStore::put`].
+#[derive(Debug)]
+pub struct Staged {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub body: StagedBody,
+}
+
+/// Where a staged sample's bytes are.
+#[derive(Debug)]
+pub enum StagedBody {
+    /// A small sample, whole.
+    Memory(bytes::Bytes),
+    /// A temporary file in [`BlobStore::staging_dir`].
+    File(tempfile::NamedTempFile),
+}
+
 /// Samples by SHA-256, written once, streamed both ways.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores the file at `staged` (a temporary file on the same machine)
-    /// under `sha256`, unless that sample is already stored.
-    async fn put_file(&self, sha256: Sha256, staged: &Path) -> StoreResult<()>;
+    /// Stores a staged sample under its SHA-256, unless that sample is
+    /// already stored. Durable on return.
+    async fn put(&self, staged: Staged) -> StoreResult<()>;
     async fn open(&self, sha256: Sha256) -> StoreResult<BlobReader>;
     async fn exists(&self, sha256: Sha256) -> StoreResult<bool>;
-    /// Where uploads are staged before [`BlobStore::put_file`].
+    /// Where large uploads are staged before [`BlobStore::put`].
     fn staging_dir(&self) -> &Path;
 }
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Sustained throughput and submit→Complete latency of small files over gRPC:
+# a scheduler process and 1, 2 or 4 worker processes on this machine, with
+# the embedded stores (SQLite) and with the task queue on PostgreSQL. Each
+# file is distinct (no duplicate shortcut) and runs the default module set.
+#
+#   bench/throughput.sh [FILES] [SIZE]      (defaults: 3000 files of 4096 B)
+#
+# Prints a table. Latency is measured by the load generator from the start
+# of a file's upload to the final status on its task watch, with IN_FLIGHT
+# (default 64) files outstanding at any time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/lib.sh"
+files=${1:-3000} size=${2:-4096} in_flight=${IN_FLIGHT:-64}
+ensure_packages libmagic-dev pkg-config postgresql
+cd "$root"
+ensure_rust
+cargo build --release --locked -p multiscanner --example loadgen >&2
+bin="$root/target/release/multiscanner"
+loadgen="$root/target/release/examples/loadgen"
+
+work=$(mktemp -d -t multiscanner-bench-XXXXXX)
+procs=()
+cleanup() {
+  for p in "${procs[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_private_pg
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/pg-home"
+start_private_pg "$work/pg-home"
+
+rows=$(mktemp)
+run() { # store workers
+  local store=$1 workers=$2 d="$work/$1-$2" task_url
+  mkdir -p "$d"
+  case $store in
+    sqlite) task_url="sqlite://$d/tasks.db" ;;
+    postgres)
+      local db="bench_$workers"
+      psql -q -h 127.0.0.1 -p "$pg_port" -U multiscanner -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+      task_url="postgres://multiscanner@127.0.0.1:$pg_port/$db" ;;
+  esac
+  start_scheduler "$bin" "$d/scheduler.log" --task-store "$task_url" \
+    --report-store "sqlite://$d/reports.db" --blob-store "file://$d/samples"
+  procs=("$sched_pid")
+  for i in $(seq 1 "$workers"); do
+    "$bin" worker --scheduler "http://$sched_addr" > "$d/worker-$i.log" 2>&1 &
+    procs+=($!)
+  done
+  # Let the workers connect, and warm up.
+  "$loadgen" --addr "http://$sched_addr" --files 100 --size "$size" --in-flight "$in_flight" > /dev/null
+  step "$store, $workers worker(s): $files files of $size B"
+  "$loadgen" --addr "http://$sched_addr" --files "$files" --size "$size" --in-flight "$in_flight" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sys.argv[1], sys.argv[2], "%.0f" % r["files_per_s"], "%.1f" % r["p50_ms"], "%.1f" % r["p99_ms"], r["failed"])' "$store" "$workers" >> "$rows"
+  for p in "${procs[@]:1}" "${procs[0]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  procs=()
+}
+for store in sqlite postgres; do
+  for w in 1 2 4; do run "$store" "$w"; done
+done
+echo
+printf '%-10s %8s %10s %9s %9s %7s\n' "task store" workers "files/s" "p50 ms" "p99 ms" failed
+while read -r s w f p50 p99 failed; do
+  printf '%-10s %8s %10s %9s %9s %7s\n' "$s" "$w" "$f" "$p50" "$p99" "$failed"
+done < "$rows"
+rm -f "$rows"
+echo "(targets: >= 2000 files/s with SQLite, >= 500 files/s with PostgreSQL; $(nproc) cores)"
