@@ -7,7 +7,7 @@ use std::{
     io::Write,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -268,6 +268,91 @@ async fn duplicate_policy_latest_reuses_and_rescan_analyses_again() {
         .unwrap()
         .into_inner();
     assert_eq!(by_sha.task.unwrap().sha256, sha256_hex(b"same bytes"));
+    cluster.stop().await;
+}
+
+/// A module that counts its runs, extracts one file from top-level files,
+/// and names a setting as its configuration.
+struct Tally {
+    runs: Arc<AtomicUsize>,
+}
+
+impl Module for Tally {
+    fn name(&self) -> &'static str {
+        "tally"
+    }
+    fn version(&self) -> &'static str {
+        "3"
+    }
+    fn module_type(&self) -> &'static str {
+        "Test"
+    }
+    fn config(&self) -> serde_json::Value {
+        json!({"setting": 1})
+    }
+    fn scan(&self, input: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move {
+            let mut out = ModuleOutput::result(json!({ "run": run }));
+            if input.depth == 0 {
+                let mut file = tempfile::NamedTempFile::new()?;
+                file.write_all(b"found inside\n")?;
+                out.children.push(ExtractedFile {
+                    filename: "found.txt".into(),
+                    file,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_reuses_cached_results_unless_forced() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let cluster = Cluster::builder()
+        .module(Arc::new(Tally {
+            runs: Arc::clone(&runs),
+        }))
+        .start()
+        .await;
+    let data = b"cached sample\n";
+    let submit = async |force: bool| {
+        let header = pb::SubmissionHeader {
+            duplicate: pb::DuplicatePolicy::Rescan as i32,
+            force,
+            ..header("cached.bin")
+        };
+        let task = cluster.submit(header, data).await.unwrap().task.unwrap();
+        let done = cluster.wait_final(task.task_id).await;
+        assert_eq!(done.status, pb::TaskStatus::Complete as i32);
+        assert_eq!(done.node_count, 2, "the extracted file is in every tree");
+        cluster.report(task.task_id).await
+    };
+    let first = submit(false).await;
+    // The sample and the file extracted from it: one run each.
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(first["tally"]["run"], 1);
+
+    // A rescan runs nothing: both nodes' results come from the cache, and
+    // the extracted file is attached again.
+    let second = submit(false).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    for key in ["tally", "filemeta"] {
+        assert_eq!(second[key], first[key], "{key}");
+        assert_eq!(second["children"][0][key], first["children"][0][key]);
+    }
+    assert_eq!(second["children"][0]["filename"], "found.txt");
+    assert_eq!(second["children"][0]["created_by"], "tally");
+
+    // Forcing runs every module again, on both nodes.
+    let forced = submit(true).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        forced["tally"]["run"].as_u64().unwrap()
+            + forced["children"][0]["tally"]["run"].as_u64().unwrap(),
+        3 + 4
+    );
     cluster.stop().await;
 }
 

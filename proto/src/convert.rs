@@ -79,6 +79,7 @@ impl TryFrom<pb::SubmissionHeader> for Submission {
             modules,
             duplicate,
             archive_password: Some(h.archive_password).filter(|p| !p.is_empty()),
+            force: h.force,
         })
     }
 }
@@ -96,6 +97,7 @@ impl From<&Submission> for pb::SubmissionHeader {
                 DuplicatePolicy::Rescan => pb::DuplicatePolicy::Rescan,
             } as i32,
             archive_password: s.archive_password.clone().unwrap_or_default(),
+            force: s.force,
         }
     }
 }

@@ -247,6 +247,9 @@ pub struct Submission {
     pub modules: Vec<ModuleName>,
     pub duplicate: DuplicatePolicy,
     pub archive_password: Option<String>,
+    /// Run every module even where a cached result would do.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Longest original file name kept, in bytes.

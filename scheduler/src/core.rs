@@ -7,7 +7,8 @@ use std::{sync::Arc, time::Duration};
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
     domain::{
-        DuplicatePolicy, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis, now_millis,
+        DuplicatePolicy, NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis,
+        now_millis,
     },
     pb,
 };
@@ -32,6 +33,19 @@ pub struct Scheduler {
     pub(crate) events: EventBus,
     pub(crate) workers: WorkerPool,
     pub(crate) config: SchedulerConfig,
+}
+
+/// Samples up to this size travel inside their assignment, which spares the
+/// worker a fetch.
+const INLINE_SAMPLE_BYTES: u64 = 64 * 1024;
+
+/// A file found inside a node, its bytes already in the blob store.
+#[derive(Debug)]
+pub(crate) struct NewChild {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub filename: String,
+    pub created_by: String,
 }
 
 /// The outcome of a submission.
@@ -201,7 +215,7 @@ impl Scheduler {
                 break;
             };
             let span = info_span!("assign", task_id = %work.task_id, node_id = %work.node_id);
-            let message = span.in_scope(|| assignment_message(&work, &self.config));
+            let message = self.assignment_message(&work).instrument(span).await;
             let (task_id, is_root) = (work.task_id, work.parent.is_none());
             if !self.workers.assign(&worker, work, message) {
                 self.stores.tasks.requeue(&assignment_id).await?;
@@ -294,22 +308,14 @@ impl Scheduler {
             debug!(assignment = %result.assignment_id, "result for an assignment not held; ignored");
             return Ok(());
         };
-        let outcome = if result.error.is_empty() {
-            serde_json::from_str::<Value>(&result.result_json)
-                .map_err(|e| format!("module returned invalid JSON: {e}"))
+        let record = if result.cached {
+            self.reuse_cached(&work, result).await?
         } else {
-            Err(result.error.clone())
-        };
-        let record = ModuleRecord {
-            node_id: work.node_id,
-            module: result.module.clone(),
-            module_version: result.module_version.clone(),
-            outcome,
-            duration_ms: result.duration_ms,
+            received_record(&work, result)
         };
         self.stores
             .reports
-            .put_result(work.task_id, &record)
+            .put_result(work.task_id, work.sha256, &record)
             .await?;
         self.events.publish(pb::TaskEvent {
             task_id: work.task_id.0,
@@ -395,56 +401,121 @@ impl Scheduler {
         header: pb::ChildHeader,
         staged: Staged,
     ) -> Result<pb::ChildUploadResponse> {
-        let (sha256, size) = (staged.sha256, staged.size);
+        let sha256 = staged.sha256;
         let work = self.workers.find(&header.assignment_id).ok_or_else(|| {
             SchedulerError::NotFound(format!("assignment {}", header.assignment_id))
         })?;
-        if work.depth + 1 > self.config.max_depth {
-            return Ok(pb::ChildUploadResponse {
-                node_id: 0,
-                sha256: sha256.to_hex(),
-                added: false,
-                reason: format!("depth limit {} reached", self.config.max_depth),
-            });
+        let refused = |reason: String| pb::ChildUploadResponse {
+            node_id: 0,
+            sha256: sha256.to_hex(),
+            added: false,
+            reason,
+        };
+        if let Some(why) = self.depth_refusal(&work) {
+            return Ok(refused(why));
         }
+        let child = NewChild {
+            sha256,
+            size: staged.size,
+            filename: header.filename,
+            created_by: header.created_by,
+        };
         self.stores.blobs.put(staged).await?;
-        let created_by = header.created_by.clone();
+        Ok(match self.attach_child(&work, child).await? {
+            Some(node_id) => pb::ChildUploadResponse {
+                node_id: node_id.0,
+                sha256: sha256.to_hex(),
+                added: true,
+                reason: String::new(),
+            },
+            None => refused("already in the task's tree".into()),
+        })
+    }
+
+    /// Why a child of `work` may not be added, if it may not.
+    pub(crate) fn depth_refusal(&self, work: &NodeWork) -> Option<String> {
+        (work.depth + 1 > self.config.max_depth)
+            .then(|| format!("depth limit {} reached", self.config.max_depth))
+    }
+
+    /// Adds a stored sample as a child of `work`'s node and queues it;
+    /// `None` when that sample is already in the task's tree.
+    pub(crate) async fn attach_child(
+        &self,
+        work: &NodeWork,
+        child: NewChild,
+    ) -> Result<Option<NodeId>> {
         let node = self
             .stores
             .tasks
             .add_child(
-                &header.assignment_id,
-                sha256,
-                size,
-                &header.filename,
-                &created_by,
+                &work.assignment_id,
+                child.sha256,
+                child.size,
+                &child.filename,
+                &child.created_by,
             )
             .await?;
-        let Some(node_id) = node else {
-            return Ok(pb::ChildUploadResponse {
-                node_id: 0,
-                sha256: sha256.to_hex(),
-                added: false,
-                reason: "already in the task's tree".into(),
+        if let Some(node_id) = node {
+            self.events.publish(pb::TaskEvent {
+                task_id: work.task_id.0,
+                event: Some(pb::task_event::Event::Node(pb::NodeEvent {
+                    node_id: node_id.0,
+                    parent_node_id: work.node_id.0,
+                    depth: work.depth + 1,
+                    sha256: child.sha256.to_hex(),
+                    filename: child.filename,
+                })),
             });
-        };
-        self.events.publish(pb::TaskEvent {
+            self.workers.wake.notify_one();
+        }
+        Ok(node)
+    }
+
+    /// What a worker is told about a node: with the results it need not
+    /// compute again, and the sample itself when it is small.
+    async fn assignment_message(&self, work: &NodeWork) -> pb::Assignment {
+        let deadline = work.task_started_at + self.config.task_deadline().as_millis() as i64;
+        pb::Assignment {
+            assignment_id: work.assignment_id.clone(),
             task_id: work.task_id.0,
-            event: Some(pb::task_event::Event::Node(pb::NodeEvent {
-                node_id: node_id.0,
-                parent_node_id: work.node_id.0,
-                depth: work.depth + 1,
-                sha256: sha256.to_hex(),
-                filename: header.filename,
-            })),
-        });
-        self.workers.wake.notify_one();
-        Ok(pb::ChildUploadResponse {
-            node_id: node_id.0,
-            sha256: sha256.to_hex(),
-            added: true,
-            reason: String::new(),
-        })
+            node_id: work.node_id.0,
+            sha256: work.sha256.to_hex(),
+            filename: work.filename.clone(),
+            size: work.size,
+            depth: work.depth,
+            modules: work.modules.clone(),
+            deadline: Some(multiscanner_proto::convert::timestamp(deadline)),
+            archive_password: work.archive_password.clone().unwrap_or_default(),
+            trace_context: multiscanner_proto::trace::current_context_map(),
+            cached: self.cached_for(work).await,
+            content: self.inline_content(work).await,
+        }
+    }
+
+    /// A sample small enough to travel inside its assignment, read whole;
+    /// empty (the worker fetches it) otherwise or when reading fails.
+    async fn inline_content(&self, work: &NodeWork) -> bytes::Bytes {
+        if work.size > INLINE_SAMPLE_BYTES {
+            return bytes::Bytes::new();
+        }
+        let read = async {
+            let mut reader = self.stores.blobs.open(work.sha256).await?;
+            let mut buf = Vec::with_capacity(work.size as usize);
+            tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut buf).await?;
+            Ok::<_, crate::store::StoreError>(buf)
+        };
+        match read.await {
+            Ok(buf) if buf.len() as u64 == work.size => buf.into(),
+            Ok(buf) => {
+                warn!(sha256 = %work.sha256, stored = buf.len(), expected = work.size, "stored sample has the wrong size");
+                bytes::Bytes::new()
+            }
+            Err(e) => {
+                warn!(sha256 = %work.sha256, error = %e, "cannot read the sample to send it along; the worker will fetch it");
+                bytes::Bytes::new()
+            }
+        }
     }
 
     pub fn publish_status(&self, task: &Task) {
@@ -452,6 +523,24 @@ impl Scheduler {
             task_id: task.id.0,
             event: Some(pb::task_event::Event::Status(pb::Task::from(task))),
         });
+    }
+}
+
+/// The record of a result a worker computed.
+fn received_record(work: &NodeWork, result: pb::ModuleResult) -> ModuleRecord {
+    let outcome = if result.error.is_empty() {
+        serde_json::from_str::<Value>(&result.result_json)
+            .map_err(|e| format!("module returned invalid JSON: {e}"))
+    } else {
+        Err(result.error)
+    };
+    ModuleRecord {
+        node_id: work.node_id,
+        module: result.module,
+        module_version: result.module_version,
+        config_hash: result.config_hash,
+        outcome,
+        duration_ms: result.duration_ms,
     }
 }
 
@@ -467,22 +556,5 @@ pub(crate) fn module_event(r: &ModuleRecord) -> pb::ModuleResultEvent {
         result_json,
         error,
         duration_ms: r.duration_ms,
-    }
-}
-
-fn assignment_message(work: &NodeWork, config: &SchedulerConfig) -> pb::Assignment {
-    let deadline = work.task_started_at + config.task_deadline().as_millis() as i64;
-    pb::Assignment {
-        assignment_id: work.assignment_id.clone(),
-        task_id: work.task_id.0,
-        node_id: work.node_id.0,
-        sha256: work.sha256.to_hex(),
-        filename: work.filename.clone(),
-        size: work.size,
-        depth: work.depth,
-        modules: work.modules.clone(),
-        deadline: Some(multiscanner_proto::convert::timestamp(deadline)),
-        archive_password: work.archive_password.clone().unwrap_or_default(),
-        trace_context: multiscanner_proto::trace::current_context_map(),
     }
 }

@@ -9,6 +9,7 @@
 //! - [`report`]: merging module results into a report.
 //! - [`events`]: task events for `WatchTask`.
 
+mod cache;
 pub mod config;
 pub mod core;
 pub mod dispatch;

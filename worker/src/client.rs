@@ -2,7 +2,7 @@
 //! modules, take assignments within the free slots, stream results back.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::Future,
     path::PathBuf,
     sync::Arc,
@@ -139,6 +139,7 @@ impl Worker {
                 version: s.module.version().into(),
                 requires: s.module.requires().iter().map(|r| (*r).into()).collect(),
                 unusable_reason: s.module.check().err().unwrap_or_default(),
+                config_hash: s.config_hash.clone(),
             })
             .collect();
         pb::WorkerMessage {
@@ -311,8 +312,26 @@ impl Worker {
             archive_password: Some(a.archive_password.clone()).filter(|p| !p.is_empty()),
         };
         let assignment_id = a.assignment_id.clone();
+        let cached: HashSet<runner::CacheKey> = a
+            .cached
+            .iter()
+            .map(|c| {
+                (
+                    c.module.clone(),
+                    c.module_version.clone(),
+                    c.config_hash.clone(),
+                )
+            })
+            .collect();
         let (results_tx, mut results_rx) = mpsc::channel(4);
-        let run = runner::run_modules(&self.registry, input, &a.modules, deadline, results_tx);
+        let run = runner::run_modules(
+            &self.registry,
+            input,
+            &a.modules,
+            &cached,
+            deadline,
+            results_tx,
+        );
         let report = async {
             while let Some(run) = results_rx.recv().await {
                 for child in &run.children {
@@ -333,9 +352,15 @@ impl Worker {
                         assignment_id: assignment_id.clone(),
                         module: run.module,
                         module_version: run.version,
-                        result_json,
+                        result_json: if run.cached {
+                            String::new()
+                        } else {
+                            result_json
+                        },
                         error,
                         duration_ms: run.duration.as_millis() as u64,
+                        config_hash: run.config_hash,
+                        cached: run.cached,
                     })),
                 };
                 let _ = tx.send(msg).await;
@@ -346,7 +371,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Streams the assignment's sample into a private temporary file.
+    /// Puts the assignment's sample into a private temporary file: from
+    /// the assignment itself when it carries it, else streamed from the
+    /// scheduler.
     async fn fetch(
         &self,
         hub: &mut WorkerHubClient<Channel>,
@@ -356,6 +383,17 @@ impl Worker {
             .prefix("sample-")
             .tempfile_in(&self.work_dir)?;
         let mut file = tokio::fs::File::from_std(staged.reopen()?);
+        if !a.content.is_empty() {
+            anyhow::ensure!(
+                a.content.len() as u64 == a.size,
+                "sample truncated in transit: {} of {} bytes",
+                a.content.len(),
+                a.size
+            );
+            file.write_all(&a.content).await?;
+            file.flush().await?;
+            return Ok(staged);
+        }
         let mut request = tonic::Request::new(pb::FetchSampleRequest {
             assignment_id: a.assignment_id.clone(),
         });

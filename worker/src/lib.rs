@@ -13,6 +13,8 @@ pub mod module;
 pub mod modules;
 pub mod registry;
 pub mod runner;
+#[cfg(test)]
+mod testing;
 
 use std::{future::Future, sync::Arc};
 

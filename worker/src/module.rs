@@ -77,6 +77,11 @@ pub trait Module: Send + Sync + 'static {
     fn requires(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The settings its output depends on, as JSON. A stored result is
+    /// reused only for the same name, version and settings.
+    fn config(&self) -> Value {
+        Value::Null
+    }
     /// Whether the module can run on this machine, and if not, why.
     fn check(&self) -> Result<(), String> {
         Ok(())

@@ -56,6 +56,16 @@ pub enum RegistryError {
 pub struct Selected {
     pub module: Arc<dyn Module>,
     pub timeout: Duration,
+    /// Identifies [`Module::config`] (see [`config_hash`]).
+    pub config_hash: String,
+}
+
+/// A short digest of a module's settings (JSON objects serialise with
+/// sorted keys, so equal settings give equal digests).
+pub fn config_hash(config: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(config.to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 impl std::fmt::Debug for Selected {
@@ -118,6 +128,7 @@ impl Registry {
                     .copied()
                     .unwrap_or(config.timeout_secs);
                 Selected {
+                    config_hash: config_hash(&module.config()),
                     module,
                     timeout: Duration::from_secs(secs.max(1)),
                 }
@@ -208,27 +219,7 @@ fn order_by_dependencies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::module::{ModuleError, ModuleOutput, ScanInput};
-    use futures::future::BoxFuture;
-
-    struct Fake(&'static str, &'static [&'static str]);
-    impl Module for Fake {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn version(&self) -> &'static str {
-            "0"
-        }
-        fn module_type(&self) -> &'static str {
-            "Test"
-        }
-        fn requires(&self) -> &'static [&'static str] {
-            self.1
-        }
-        fn scan(&self, _: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {
-            Box::pin(async { Ok(ModuleOutput::default()) })
-        }
-    }
+    use crate::testing::Fake;
 
     fn config(enabled: &[&str]) -> ModulesConfig {
         ModulesConfig {

@@ -2,7 +2,7 @@
 //! side, each under its timeout, each result reported the moment it is ready.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,18 +22,26 @@ use crate::{
 pub struct ModuleRun {
     pub module: String,
     pub version: String,
+    pub config_hash: String,
+    /// Not run: a stored result for the same version and settings stands.
+    pub cached: bool,
     pub outcome: Result<Option<Value>, String>,
     pub children: Vec<ExtractedFile>,
     pub duration: Duration,
 }
 
-/// Runs the modules `wanted` (all when empty) on `input`, calling
-/// sending each result to `results` as soon as it is ready. `deadline`
-/// cuts every module short.
+/// A stored result's key: module name, version, settings digest.
+pub type CacheKey = (String, String, String);
+
+/// Runs the modules `wanted` (all when empty) on `input`, sending each
+/// result to `results` as soon as it is ready. A module whose result is in
+/// `cached` is reported as such instead of run, unless a module that runs
+/// requires it. `deadline` cuts every module short.
 pub async fn run_modules(
     registry: &Registry,
     input: ScanInput,
     wanted: &[String],
+    cached: &HashSet<CacheKey>,
     deadline: Option<Instant>,
     results: mpsc::Sender<ModuleRun>,
 ) {
@@ -47,13 +55,27 @@ pub async fn run_modules(
         on_result(ModuleRun {
             module: name,
             version: String::new(),
+            config_hash: String::new(),
+            cached: false,
             outcome: Err("module not available on this worker".into()),
             children: Vec::new(),
             duration: Duration::ZERO,
         })
         .await;
     }
-    let mut waiting: Vec<&Selected> = plan;
+    let (mut waiting, reused) = split_cached(plan, cached);
+    for selected in reused {
+        on_result(ModuleRun {
+            module: selected.module.name().to_owned(),
+            version: selected.module.version().to_owned(),
+            config_hash: selected.config_hash.clone(),
+            cached: true,
+            outcome: Ok(None),
+            children: Vec::new(),
+            duration: Duration::ZERO,
+        })
+        .await;
+    }
     // Finished modules: their result, or None when they failed.
     let mut finished: BTreeMap<&'static str, Option<Value>> = BTreeMap::new();
     let mut running = FuturesUnordered::new();
@@ -80,6 +102,8 @@ pub async fn run_modules(
                 on_result(ModuleRun {
                     module: module.name().to_owned(),
                     version: module.version().to_owned(),
+                    config_hash: selected.config_hash.clone(),
+                    cached: false,
                     outcome: Err(format!("skipped: required module {failed} failed")),
                     children: Vec::new(),
                     duration: Duration::ZERO,
@@ -107,17 +131,21 @@ pub async fn run_modules(
                 _ => (selected.timeout, false),
             };
             let module = Arc::clone(module);
+            let config_hash = selected.config_hash.clone();
             let span = info_span!("module", module = module.name());
             running.push(
                 async move {
                     let start = Instant::now();
                     let outcome = tokio::time::timeout(limit, module.scan(input)).await;
-                    (module, outcome, start.elapsed(), limit, cut_by_deadline)
+                    let took = start.elapsed();
+                    (module, config_hash, outcome, took, limit, cut_by_deadline)
                 }
                 .instrument(span),
             );
         }
-        let Some((module, outcome, duration, limit, cut_by_deadline)) = running.next().await else {
+        let Some((module, config_hash, outcome, duration, limit, cut_by_deadline)) =
+            running.next().await
+        else {
             break;
         };
         let (outcome, children) = match outcome {
@@ -148,10 +176,113 @@ pub async fn run_modules(
         on_result(ModuleRun {
             module: module.name().to_owned(),
             version: module.version().to_owned(),
+            config_hash,
+            cached: false,
             outcome,
             children,
             duration,
         })
         .await;
+    }
+}
+
+/// Splits `plan` into the modules to run and those whose cached result
+/// stands: a module is reused when its key is in `cached` and no module
+/// that runs reads its output.
+fn split_cached<'a>(
+    plan: Vec<&'a Selected>,
+    cached: &HashSet<CacheKey>,
+) -> (Vec<&'a Selected>, Vec<&'a Selected>) {
+    let key = |s: &Selected| {
+        (
+            s.module.name().to_owned(),
+            s.module.version().to_owned(),
+            s.config_hash.clone(),
+        )
+    };
+    let mut run: HashSet<&str> = plan
+        .iter()
+        .filter(|s| !cached.contains(&key(s)))
+        .map(|s| s.module.name())
+        .collect();
+    // Requirements of modules that run must run too (their output is
+    // handed over in memory), transitively.
+    loop {
+        let needed: Vec<&str> = plan
+            .iter()
+            .filter(|s| run.contains(s.module.name()))
+            .flat_map(|s| s.module.requires().iter().copied())
+            .filter(|r| !run.contains(r))
+            .collect();
+        if needed.is_empty() {
+            break;
+        }
+        run.extend(needed);
+    }
+    plan.into_iter()
+        .partition(|s| run.contains(s.module.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::config_hash;
+    use crate::testing::Fake;
+
+    fn selected(name: &'static str, requires: &'static [&'static str]) -> Selected {
+        Selected {
+            module: Arc::new(Fake(name, requires)),
+            timeout: Duration::from_secs(1),
+            config_hash: config_hash(&Value::Null),
+        }
+    }
+
+    fn key(name: &str, version: &str, hash: &str) -> CacheKey {
+        (name.into(), version.into(), hash.into())
+    }
+
+    fn names(s: &[&Selected]) -> Vec<&'static str> {
+        s.iter().map(|s| s.module.name()).collect()
+    }
+
+    #[test]
+    fn cached_modules_are_skipped_unless_a_running_module_needs_them() {
+        // base <- mid <- top; side alone.
+        let all = [
+            selected("base", &[]),
+            selected("mid", &["base"]),
+            selected("top", &["mid"]),
+            selected("side", &[]),
+        ];
+        let plan: Vec<&Selected> = all.iter().collect();
+        let null = config_hash(&Value::Null);
+        let cached = |names: &[&str]| -> HashSet<CacheKey> {
+            names.iter().map(|n| key(n, "1", &null)).collect()
+        };
+
+        let (run, reused) = split_cached(plan.clone(), &cached(&["base", "mid", "top", "side"]));
+        assert_eq!(
+            (names(&run), names(&reused)),
+            (vec![], vec!["base", "mid", "top", "side"])
+        );
+
+        // `top` must run, so `mid` and through it `base` run too.
+        let (run, reused) = split_cached(plan.clone(), &cached(&["base", "mid", "side"]));
+        assert_eq!(names(&run), vec!["base", "mid", "top"]);
+        assert_eq!(names(&reused), vec!["side"]);
+
+        // Another version or other settings are not the same result.
+        let stale: HashSet<CacheKey> = [
+            key("side", "0", &null),
+            key(
+                "base",
+                "1",
+                &config_hash(&serde_json::json!({"rules": "other"})),
+            ),
+        ]
+        .into();
+        let (run, reused) = split_cached(plan, &stale);
+        assert_eq!(names(&run), vec!["base", "mid", "top", "side"]);
+        assert!(reused.is_empty());
     }
 }

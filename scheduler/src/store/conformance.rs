@@ -9,7 +9,7 @@ use multiscanner_proto::domain::{
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use super::{ModuleRecord, NodeOutcome, Staged, StagedBody, Stores, TaskQuery};
+use super::{CacheKey, ModuleRecord, NodeOutcome, Staged, StagedBody, Stores, TaskQuery};
 
 /// A lease that does not run out during a test.
 fn far() -> i64 {
@@ -306,21 +306,22 @@ pub async fn results_are_idempotent(s: &Stores) {
         node_id: NodeId(1),
         module: "filemeta".into(),
         module_version: "1".into(),
+        config_hash: "c1".into(),
         outcome: Ok(json!({"a": 1})),
         duration_ms: 5,
     };
-    s.reports.put_result(task, &first).await.unwrap();
+    s.reports.put_result(task, sha(1), &first).await.unwrap();
     let repeat = ModuleRecord {
         outcome: Ok(json!({"a": 2})),
         ..first.clone()
     };
-    s.reports.put_result(task, &repeat).await.unwrap();
+    s.reports.put_result(task, sha(1), &repeat).await.unwrap();
     let failed = ModuleRecord {
         module: "slow".into(),
         outcome: Err("timed out".into()),
         ..first.clone()
     };
-    s.reports.put_result(task, &failed).await.unwrap();
+    s.reports.put_result(task, sha(1), &failed).await.unwrap();
     let stored = s.reports.results(task).await.unwrap();
     assert_eq!(stored, vec![first, failed]);
 
@@ -336,6 +337,69 @@ pub async fn results_are_idempotent(s: &Stores) {
     s.reports.delete_task(task).await.unwrap();
     assert!(s.reports.results(task).await.unwrap().is_empty());
     assert_eq!(s.reports.get_report(task).await.unwrap(), None);
+}
+
+pub async fn the_result_cache_finds_successes_by_sample_module_version_and_settings(s: &Stores) {
+    let record = |node: i64, module: &str, version: &str, hash: &str, ok: bool| ModuleRecord {
+        node_id: NodeId(node),
+        module: module.into(),
+        module_version: version.into(),
+        config_hash: hash.into(),
+        outcome: if ok {
+            Ok(json!({"from": node}))
+        } else {
+            Err("failed".into())
+        },
+        duration_ms: 1,
+    };
+    let key = |module: &str, version: &str, hash: &str| CacheKey {
+        module: module.into(),
+        module_version: version.into(),
+        config_hash: hash.into(),
+    };
+    let (sample, other) = (sha(30), sha(31));
+    let put = async |task: i64, sha256, r: ModuleRecord| {
+        s.reports
+            .put_result(TaskId(task), sha256, &r)
+            .await
+            .unwrap();
+    };
+    put(50, sample, record(1, "a", "1", "h", true)).await;
+    put(51, sample, record(7, "a", "1", "h", true)).await; // newer
+    put(51, sample, record(7, "b", "2", "h", false)).await; // failed: not cached
+    put(51, sample, record(7, "c", "1", "x", true)).await;
+    put(52, other, record(2, "d", "1", "h", true)).await;
+    assert_eq!(
+        s.reports.cached_keys(sample).await.unwrap(),
+        vec![key("a", "1", "h"), key("c", "1", "x")]
+    );
+    let (task, found) = s
+        .reports
+        .cached_result(sample, &key("a", "1", "h"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((task, found), (TaskId(51), record(7, "a", "1", "h", true)));
+    for miss in [
+        key("a", "2", "h"),
+        key("a", "1", "other"),
+        key("b", "2", "h"),
+    ] {
+        assert_eq!(s.reports.cached_result(sample, &miss).await.unwrap(), None);
+    }
+    // Deleting a task's results takes them out of the cache.
+    s.reports.delete_task(TaskId(51)).await.unwrap();
+    let (task, _) = s
+        .reports
+        .cached_result(sample, &key("a", "1", "h"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task, TaskId(50));
+    assert_eq!(
+        s.reports.cached_keys(sample).await.unwrap(),
+        vec![key("a", "1", "h")]
+    );
 }
 
 pub async fn blobs_round_trip(s: &Stores) {
@@ -388,6 +452,7 @@ async fn read_blob(s: &Stores, sha256: Sha256) -> Vec<u8> {
 
 mod sqlite {
     use super::*;
+    use crate::store::ReportStore;
 
     async fn open() -> (tempfile::TempDir, Stores) {
         let dir = tempfile::tempdir().unwrap();
@@ -433,9 +498,51 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn the_result_cache() {
+        let (_d, s) = open().await;
+        super::the_result_cache_finds_successes_by_sample_module_version_and_settings(&s).await;
+    }
+
+    #[tokio::test]
     async fn blobs_round_trip() {
         let (_d, s) = open().await;
         super::blobs_round_trip(&s).await;
+    }
+
+    /// A report store written before the result cache existed (no schema
+    /// version, no cache columns) opens, keeps its results and gains the
+    /// cache.
+    #[tokio::test]
+    async fn an_older_report_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reports.db");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE results (task_id INTEGER NOT NULL, node_id INTEGER NOT NULL, \
+             module TEXT NOT NULL, module_version TEXT NOT NULL, result TEXT, error TEXT, \
+             duration_ms INTEGER NOT NULL, PRIMARY KEY (task_id, node_id, module)); \
+             INSERT INTO results VALUES (3, 1, 'filemeta', '1', '{\"a\":1}', NULL, 2);",
+        )
+        .unwrap();
+        drop(old);
+        let store = crate::store::sqlite_reports::SqliteReportStore::open(&path)
+            .await
+            .unwrap();
+        let kept = store.results(TaskId(3)).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].outcome, Ok(json!({"a": 1})));
+        assert_eq!(kept[0].config_hash, "");
+        let record = ModuleRecord {
+            config_hash: "h".into(),
+            ..kept[0].clone()
+        };
+        store.put_result(TaskId(4), sha(5), &record).await.unwrap();
+        assert_eq!(store.cached_keys(sha(5)).await.unwrap().len(), 1);
+        // Opening again applies nothing twice.
+        drop(store);
+        crate::store::sqlite_reports::SqliteReportStore::open(&path)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

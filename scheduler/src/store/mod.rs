@@ -51,6 +51,8 @@ pub struct NodeWork {
     pub filename: String,
     pub modules: Vec<String>,
     pub archive_password: Option<String>,
+    /// Run every module: cached results do not stand in.
+    pub force: bool,
     pub attempts: u32,
     /// When the task's first node was assigned (its deadline counts from
     /// there).
@@ -201,17 +203,42 @@ pub struct ModuleRecord {
     pub node_id: NodeId,
     pub module: String,
     pub module_version: String,
+    /// Digest of the module's settings when it ran.
+    pub config_hash: String,
     pub outcome: Result<Value, String>,
     pub duration_ms: u64,
+}
+
+/// What identifies a reusable result of a module on a sample.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CacheKey {
+    pub module: String,
+    pub module_version: String,
+    pub config_hash: String,
 }
 
 /// Module results and the merged reports built from them.
 #[async_trait]
 pub trait ReportStore: Send + Sync + 'static {
-    /// Stores one result; storing the same (task, node, module) again
-    /// changes nothing.
-    async fn put_result(&self, task: TaskId, record: &ModuleRecord) -> StoreResult<()>;
+    /// Stores one result of the node holding sample `sha256`; storing the
+    /// same (task, node, module) again changes nothing.
+    async fn put_result(
+        &self,
+        task: TaskId,
+        sha256: Sha256,
+        record: &ModuleRecord,
+    ) -> StoreResult<()>;
     async fn results(&self, task: TaskId) -> StoreResult<Vec<ModuleRecord>>;
+    /// The keys of the successful results stored for a sample: the result
+    /// cache.
+    async fn cached_keys(&self, sha256: Sha256) -> StoreResult<Vec<CacheKey>>;
+    /// The newest successful result of a sample under `key`, with the task
+    /// it was stored for.
+    async fn cached_result(
+        &self,
+        sha256: Sha256,
+        key: &CacheKey,
+    ) -> StoreResult<Option<(TaskId, ModuleRecord)>>;
     /// Stores the merged report of a finished task.
     async fn put_report(&self, task: TaskId, sha256: Sha256, report: &Value) -> StoreResult<()>;
     async fn get_report(&self, task: TaskId) -> StoreResult<Option<Value>>;

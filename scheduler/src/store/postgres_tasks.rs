@@ -326,6 +326,7 @@ impl TaskStore for PostgresTaskStore {
             filename: row.get(6),
             modules: submission.modules.iter().map(|m| m.to_string()).collect(),
             archive_password: submission.archive_password,
+            force: submission.force,
             attempts: row.get::<_, i32>(7) as u32,
             task_started_at: task.get(1),
         }))

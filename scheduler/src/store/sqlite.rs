@@ -16,15 +16,16 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` and applies
-    /// `schema`, which must be idempotent (`CREATE ... IF NOT EXISTS`).
-    pub async fn open(path: &Path, schema: &'static str) -> StoreResult<Self> {
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// `migrations` it has not had yet, in order, each in a transaction;
+    /// `PRAGMA user_version` counts those applied.
+    pub async fn open(path: &Path, migrations: &'static [&'static str]) -> StoreResult<Self> {
         let path = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let conn = Connection::open(&path).map_err(|e| {
+            let mut conn = Connection::open(&path).map_err(|e| {
                 StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
             })?;
             // WAL with synchronous=NORMAL: a committed transaction survives
@@ -35,7 +36,7 @@ impl Db {
                  PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
             )
             .map_err(internal)?;
-            conn.execute_batch(schema).map_err(internal)?;
+            migrate(&mut conn, migrations)?;
             Ok(conn)
         })
         .await
@@ -61,6 +62,26 @@ impl Db {
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
+}
+
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(internal)? as usize;
+    if applied > migrations.len() {
+        return Err(StoreError::Unavailable(format!(
+            "the database was written by a newer version (schema {applied}; this one knows {})",
+            migrations.len()
+        )));
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(internal)?;
+        tx.execute_batch(sql).map_err(internal)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(internal)?;
+        tx.commit().map_err(internal)?;
+    }
+    Ok(())
 }
 
 pub fn internal(e: rusqlite::Error) -> StoreError {

@@ -7,9 +7,12 @@ use multiscanner_proto::domain::{NodeId, Sha256, TaskId, now_millis};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::{ModuleRecord, ReportStore, StoreError, StoreResult, sqlite::Db};
+use super::{CacheKey, ModuleRecord, ReportStore, StoreError, StoreResult, sqlite::Db};
 
-const SCHEMA: &str = "
+// Stores made before migrations were counted have the first one already:
+// it only creates what is missing.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS results (
     task_id        INTEGER NOT NULL,
     node_id        INTEGER NOT NULL,
@@ -27,7 +30,16 @@ CREATE TABLE IF NOT EXISTS reports (
     stored_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_by_sample ON reports (sha256, task_id);
-";
+",
+    // The result cache: successful results found by sample, module, module
+    // version and settings.
+    "
+ALTER TABLE results ADD COLUMN sha256 TEXT;
+ALTER TABLE results ADD COLUMN config_hash TEXT NOT NULL DEFAULT '';
+CREATE INDEX results_cache ON results (sha256, module, module_version, config_hash)
+    WHERE error IS NULL AND sha256 IS NOT NULL;
+",
+];
 
 #[derive(Clone)]
 pub struct SqliteReportStore {
@@ -37,7 +49,7 @@ pub struct SqliteReportStore {
 impl SqliteReportStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
         Ok(Self {
-            db: Db::open(path, SCHEMA).await?,
+            db: Db::open(path, MIGRATIONS).await?,
         })
     }
 }
@@ -48,7 +60,12 @@ fn to_json(v: &Value) -> StoreResult<String> {
 
 #[async_trait]
 impl ReportStore for SqliteReportStore {
-    async fn put_result(&self, task: TaskId, record: &ModuleRecord) -> StoreResult<()> {
+    async fn put_result(
+        &self,
+        task: TaskId,
+        sha256: Sha256,
+        record: &ModuleRecord,
+    ) -> StoreResult<()> {
         let (result, error) = match &record.outcome {
             Ok(v) => (Some(to_json(v)?), None),
             Err(e) => (None, Some(e.clone())),
@@ -60,7 +77,8 @@ impl ReportStore for SqliteReportStore {
                 // repeat (a retried assignment) changes nothing.
                 conn.execute(
                     "INSERT OR IGNORE INTO results (task_id, node_id, module, module_version, \
-                     result, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     result, error, duration_ms, sha256, config_hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         task.0,
                         r.node_id.0,
@@ -68,7 +86,9 @@ impl ReportStore for SqliteReportStore {
                         r.module_version,
                         result,
                         error,
-                        r.duration_ms as i64
+                        r.duration_ms as i64,
+                        sha256.to_hex(),
+                        r.config_hash,
                     ],
                 )?;
                 Ok(())
@@ -79,39 +99,63 @@ impl ReportStore for SqliteReportStore {
     async fn results(&self, task: TaskId) -> StoreResult<Vec<ModuleRecord>> {
         self.db
             .call(move |conn| {
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM results WHERE task_id = ?1 \
+                     ORDER BY node_id, module"
+                ))?;
+                let rows = stmt.query_map([task.0], raw_record)?;
+                rows.map(|row| record(row?)).collect()
+            })
+            .await
+    }
+
+    async fn cached_keys(&self, sha256: Sha256) -> StoreResult<Vec<CacheKey>> {
+        self.db
+            .call(move |conn| {
                 let mut stmt = conn.prepare(
-                    "SELECT node_id, module, module_version, result, error, duration_ms \
-                     FROM results WHERE task_id = ?1 ORDER BY node_id, module",
+                    "SELECT DISTINCT module, module_version, config_hash FROM results \
+                     WHERE sha256 = ?1 AND error IS NULL ORDER BY 1, 2, 3",
                 )?;
-                let rows = stmt.query_map([task.0], |r| {
-                    let result: Option<String> = r.get(3)?;
-                    let error: Option<String> = r.get(4)?;
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        result,
-                        error,
-                        r.get::<_, i64>(5)?,
-                    ))
+                let rows = stmt.query_map([sha256.to_hex()], |r| {
+                    Ok(CacheKey {
+                        module: r.get(0)?,
+                        module_version: r.get(1)?,
+                        config_hash: r.get(2)?,
+                    })
                 })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (node, module, version, result, error, ms) = row?;
-                    let outcome = match (result, error) {
-                        (Some(json), _) => Ok(serde_json::from_str(&json)
-                            .map_err(|e| StoreError::Internal(e.to_string()))?),
-                        (None, e) => Err(e.unwrap_or_default()),
-                    };
-                    out.push(ModuleRecord {
-                        node_id: NodeId(node),
-                        module,
-                        module_version: version,
-                        outcome,
-                        duration_ms: ms as u64,
-                    });
-                }
-                Ok(out)
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn cached_result(
+        &self,
+        sha256: Sha256,
+        key: &CacheKey,
+    ) -> StoreResult<Option<(TaskId, ModuleRecord)>> {
+        let key = key.clone();
+        self.db
+            .call(move |conn| {
+                let found = conn
+                    .query_row(
+                        &format!(
+                            "SELECT task_id, {RECORD_COLUMNS} FROM results \
+                             WHERE sha256 = ?1 AND module = ?2 AND module_version = ?3 \
+                             AND config_hash = ?4 AND error IS NULL \
+                             ORDER BY task_id DESC LIMIT 1"
+                        ),
+                        params![
+                            sha256.to_hex(),
+                            key.module,
+                            key.module_version,
+                            key.config_hash
+                        ],
+                        |r| Ok((TaskId(r.get(0)?), raw_record_at(r, 1)?)),
+                    )
+                    .optional()?;
+                found
+                    .map(|(task, raw)| Ok((task, record(raw)?)))
+                    .transpose()
             })
             .await
     }
@@ -157,4 +201,52 @@ impl ReportStore for SqliteReportStore {
             })
             .await
     }
+}
+
+const RECORD_COLUMNS: &str =
+    "node_id, module, module_version, config_hash, result, error, duration_ms";
+
+/// A result row as read, before its JSON is parsed.
+type RawRecord = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+fn raw_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
+    raw_record_at(r, 0)
+}
+
+fn raw_record_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawRecord> {
+    Ok((
+        r.get(at)?,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+        r.get(at + 4)?,
+        r.get(at + 5)?,
+        r.get(at + 6)?,
+    ))
+}
+
+fn record(raw: RawRecord) -> StoreResult<ModuleRecord> {
+    let (node, module, module_version, config_hash, result, error, ms) = raw;
+    let outcome = match (result, error) {
+        (Some(json), _) => {
+            Ok(serde_json::from_str(&json).map_err(|e| StoreError::Internal(e.to_string()))?)
+        }
+        (None, e) => Err(e.unwrap_or_default()),
+    };
+    Ok(ModuleRecord {
+        node_id: NodeId(node),
+        module,
+        module_version,
+        config_hash,
+        outcome,
+        duration_ms: ms as u64,
+    })
 }

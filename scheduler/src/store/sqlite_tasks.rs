@@ -13,7 +13,7 @@ use super::{
     give_up_reason, sqlite::Db,
 };
 
-const SCHEMA: &str = "
+const MIGRATIONS: &[&str] = &["
 CREATE TABLE IF NOT EXISTS tasks (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256       TEXT    NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 CREATE INDEX IF NOT EXISTS nodes_queue ON nodes (state, rank, id);
 CREATE INDEX IF NOT EXISTS nodes_by_task ON nodes (task_id);
-";
+"];
 
 const TASK_COLUMNS: &str = "id, sha256, size, submission, status, submitted_at, started_at, \
      finished_at, error, (SELECT count(*) FROM nodes WHERE nodes.task_id = tasks.id)";
@@ -58,7 +58,7 @@ pub struct SqliteTaskStore {
 impl SqliteTaskStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
         Ok(Self {
-            db: Db::open(path, SCHEMA).await?,
+            db: Db::open(path, MIGRATIONS).await?,
         })
     }
 }
@@ -220,6 +220,7 @@ impl TaskStore for SqliteTaskStore {
                                 attempts: r.get::<_, i64>(7)? as u32 + 1,
                                 modules: submission.modules.iter().map(|m| m.to_string()).collect(),
                                 archive_password: submission.archive_password,
+                                force: submission.force,
                                 task_started_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
                             })
                         },
