@@ -60,6 +60,10 @@ impl SchedulerConfig {
         Duration::from_secs(self.aging_secs.max(1))
     }
 
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(1).into())
+    }
+
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
     }

@@ -6,29 +6,26 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
-    domain::{
-        DuplicatePolicy, NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis,
-        now_millis,
-    },
+    domain::{DuplicatePolicy, NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis},
     pb,
 };
 use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
+    clock::Clock,
     config::SchedulerConfig,
     dispatch::WorkerPool,
     error::{Result, SchedulerError},
     events::EventBus,
     report,
-    store::{
-        ModuleRecord, NodeOutcome, NodeWork, Staged, Stores, TaskQuery, give_up_reason, queue_rank,
-    },
+    store::{ModuleRecord, NodeOutcome, NodeWork, Staged, Stores, TaskQuery, queue_rank},
     upload::Upload,
 };
 
 #[derive(Debug)]
 pub struct Scheduler {
+    pub(crate) clock: Clock,
     pub(crate) stores: Stores,
     pub(crate) events: EventBus,
     pub(crate) workers: WorkerPool,
@@ -58,7 +55,14 @@ pub struct Submitted {
 
 impl Scheduler {
     pub fn new(stores: Stores, config: SchedulerConfig) -> Arc<Self> {
+        Self::with_clock(stores, config, Clock::System)
+    }
+
+    /// A scheduler reading the time from `clock` (tests pass
+    /// [`Clock::tokio`]).
+    pub fn with_clock(stores: Stores, config: SchedulerConfig, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
+            clock,
             stores,
             events: EventBus::default(),
             workers: WorkerPool::default(),
@@ -66,13 +70,16 @@ impl Scheduler {
         })
     }
 
-    /// Picks up where a previous run stopped: completes tasks whose last
-    /// node had finished. Nodes that were assigned come back through their
-    /// leases (the reaper), which is safe with other schedulers running.
-    pub async fn recover(&self) -> Result<()> {
-        for id in self.stores.tasks.recover().await? {
-            info!(task_id = %id, "completing a task left unfinished by the last run");
-            self.complete(id, None).await?;
+    /// Completes the unfinished tasks that have no open node left: after a
+    /// restart (the scheduler stopped between a task's last result and its
+    /// completion), and periodically, in case completing failed because the
+    /// store was down at that moment. Nodes that were assigned come back
+    /// through their leases (the reaper), which is safe with other
+    /// schedulers running.
+    pub async fn complete_settled(&self) -> Result<()> {
+        for id in self.stores.tasks.tasks_to_complete().await? {
+            info!(task_id = %id, "completing a task whose nodes are all done");
+            self.complete(id).await?;
         }
         Ok(())
     }
@@ -106,7 +113,7 @@ impl Scheduler {
         self.stores.blobs.put(staged).await?;
         let rank = queue_rank(
             submission.priority.get(),
-            now_millis(),
+            self.clock.now(),
             self.config.aging().as_millis() as i64,
         );
         let task = self
@@ -142,7 +149,7 @@ impl Scheduler {
                 id,
                 TaskStatus::Cancelled,
                 Some("cancelled on request"),
-                now_millis(),
+                self.clock.now(),
             )
             .await?;
         for a in assignments {
@@ -205,7 +212,7 @@ impl Scheduler {
         let mut sent = 0;
         while let Some(worker) = self.workers.pick() {
             let assignment_id = uuid::Uuid::new_v4().to_string();
-            let lease_until = now_millis() + self.config.lease().as_millis() as i64;
+            let lease_until = self.clock.now() + self.config.lease().as_millis() as i64;
             let Some(work) = self
                 .stores
                 .tasks
@@ -254,14 +261,27 @@ impl Scheduler {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = self.reap(now_millis()).await {
+            if let Err(e) = self.reap(self.clock.now()).await {
                 warn!(error = %e, "could not take back expired assignments; retrying");
+            }
+            if let Err(e) = self.complete_settled().await {
+                warn!(error = %e, "could not complete finished tasks; retrying");
             }
         }
     }
 
-    /// Takes back every assignment whose lease ended before `now`.
+    /// Takes back every assignment whose lease ended before `now`. Work
+    /// held by workers connected here that sent a heartbeat lately (within
+    /// three heartbeat intervals) keeps its lease first: were the store
+    /// down for a while, their heartbeats could not extend it, yet they are
+    /// alive.
     pub async fn reap(&self, now: UnixMillis) -> Result<()> {
+        let recent = (self.config.heartbeat_interval() * 3).min(self.config.lease());
+        let alive = self.workers.held_by_live(recent);
+        if !alive.is_empty() {
+            let until = now + self.config.lease().as_millis() as i64;
+            self.stores.tasks.extend_leases(&alive, until).await?;
+        }
         let expired = self
             .stores
             .tasks
@@ -272,13 +292,7 @@ impl Scheduler {
             if e.gave_up {
                 warn!(task_id = %e.task_id, node_id = %e.node_id, "lease expired on the last attempt; node given up");
                 if e.task_done {
-                    let failure = e.is_root.then(|| {
-                        format!(
-                            "the submitted file could not be analysed: {}",
-                            give_up_reason(self.config.max_attempts.into())
-                        )
-                    });
-                    self.complete(e.task_id, failure.as_deref()).await?;
+                    self.complete(e.task_id).await?;
                 }
             } else {
                 info!(task_id = %e.task_id, node_id = %e.node_id, "lease expired; node re-queued");
@@ -290,13 +304,14 @@ impl Scheduler {
 
     /// A worker's heartbeat: extends the leases of what it still holds.
     pub async fn on_heartbeat(&self, worker: &str, beat: pb::Heartbeat) -> Result<()> {
+        self.workers.heard_from(worker);
         let held: Vec<String> = beat
             .assignment_ids
             .into_iter()
             .filter(|id| self.workers.held(worker, id).is_some())
             .collect();
         if !held.is_empty() {
-            let until = now_millis() + self.config.lease().as_millis() as i64;
+            let until = self.clock.now() + self.config.lease().as_millis() as i64;
             self.stores.tasks.extend_leases(&held, until).await?;
         }
         Ok(())
@@ -326,22 +341,22 @@ impl Scheduler {
 
     /// `worker` finished a node; the task completes when it was the last.
     pub async fn on_node_finished(&self, worker: &str, done: pb::NodeFinished) -> Result<()> {
-        let Some(work) = self.workers.release(worker, &done.assignment_id) else {
+        let Some(work) = self.workers.held(worker, &done.assignment_id) else {
             return Ok(());
         };
         let error = Some(done.error.as_str()).filter(|e| !e.is_empty());
+        // Recorded before the slot is freed: if the store fails, the worker
+        // still holds the node and the call can be retried.
         let outcome = self
             .stores
             .tasks
             .finish_node(&done.assignment_id, error)
             .await?;
+        self.workers.release(worker, &done.assignment_id);
         if outcome == NodeOutcome::TaskDone {
-            self.complete(
-                work.task_id,
-                work.parent.is_none().then_some(error).flatten(),
-            )
-            .instrument(info_span!("complete", task_id = %work.task_id))
-            .await?;
+            self.complete(work.task_id)
+                .instrument(info_span!("complete", task_id = %work.task_id))
+                .await?;
         }
         Ok(())
     }
@@ -357,23 +372,29 @@ impl Scheduler {
             }
         }
         if !held.is_empty()
-            && let Err(e) = self.reap(now_millis()).await
+            && let Err(e) = self.reap(self.clock.now()).await
         {
             warn!(error = %e, "could not take back the work now; the reaper will");
         }
         self.workers.wake.notify_one();
     }
 
-    /// Stores the merged report, then marks the task Complete, or Failed
-    /// with `failure` when its submitted file could not be analysed.
-    async fn complete(&self, id: TaskId, failure: Option<&str>) -> Result<()> {
-        let now = now_millis();
+    /// Stores the merged report of a task whose nodes are all done, then
+    /// marks it Complete, or Failed when its submitted file (the root node)
+    /// could not be analysed. Completing a task twice changes nothing.
+    async fn complete(&self, id: TaskId) -> Result<()> {
+        let now = self.clock.now();
         let mut task = self.stores.tasks.get_task(id).await?;
         if task.status.is_final() {
             return Ok(());
         }
         task.finished_at = Some(now);
         let nodes = self.stores.tasks.nodes(id).await?;
+        let failure = nodes
+            .iter()
+            .find(|n| n.parent.is_none())
+            .and_then(|root| root.error.as_deref())
+            .map(|e| format!("the submitted file could not be analysed: {e}"));
         let results = self.stores.reports.results(id).await?;
         let merged = report::assemble(&task, &nodes, &results);
         self.stores
@@ -388,7 +409,7 @@ impl Scheduler {
         let task = self
             .stores
             .tasks
-            .finish_task(id, status, failure, now)
+            .finish_task(id, status, failure.as_deref(), now)
             .await?;
         info!(task_id = %id, status = %task.status, "task finished");
         self.publish_status(&task);

@@ -4,7 +4,7 @@
 //! never sends it more assignments than it has free slots, so the stream
 //! to each worker stays short.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use multiscanner_proto::pb;
 use tokio::sync::{Notify, mpsc};
@@ -21,6 +21,8 @@ struct Worker {
     concurrency: u32,
     held: HashMap<String, NodeWork>,
     draining: bool,
+    /// When its last heartbeat (or hello) arrived.
+    heard: tokio::time::Instant,
 }
 
 impl Worker {
@@ -48,6 +50,7 @@ impl WorkerPool {
             concurrency: hello.concurrency.max(1),
             held: HashMap::new(),
             draining: false,
+            heard: tokio::time::Instant::now(),
         };
         self.lock().insert(id.to_owned(), worker);
         self.wake.notify_one();
@@ -59,6 +62,22 @@ impl WorkerPool {
             .remove(id)
             .map(|w| w.held.into_values().collect())
             .unwrap_or_default()
+    }
+
+    /// Notes that `worker` is alive.
+    pub fn heard_from(&self, worker: &str) {
+        if let Some(w) = self.lock().get_mut(worker) {
+            w.heard = tokio::time::Instant::now();
+        }
+    }
+
+    /// Assignments held by workers heard from within `within`.
+    pub fn held_by_live(&self, within: Duration) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|w| w.heard.elapsed() <= within)
+            .flat_map(|w| w.held.keys().cloned())
+            .collect()
     }
 
     /// The worker with the most free slots, if any has one.

@@ -10,6 +10,7 @@
 //! - [`events`]: task events for `WatchTask`.
 
 mod cache;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod dispatch;
@@ -19,8 +20,12 @@ pub mod grpc;
 pub mod report;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod upload;
 
+#[cfg(test)]
+mod lease_test;
 #[cfg(test)]
 mod replicas_test;
 

@@ -12,7 +12,7 @@ use multiscanner_proto::pb::{
 use multiscanner_worker::{ModulesConfig, Registry, WorkerConfig, client};
 use tokio::sync::watch;
 
-use crate::{BoundScheduler, SchedulerConfig, store::test_postgres::TestPostgres};
+use crate::{BoundScheduler, SchedulerConfig, testing::TestPostgres};
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;

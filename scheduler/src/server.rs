@@ -50,7 +50,7 @@ impl BoundScheduler {
         config.grpc_addr = listener.local_addr()?;
         let scheduler = Scheduler::new(stores, config);
         scheduler
-            .recover()
+            .complete_settled()
             .await
             .map_err(|e| anyhow::anyhow!("cannot recover unfinished work: {e}"))?;
         Ok(Self {

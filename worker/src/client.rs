@@ -6,7 +6,7 @@ use std::{
     future::Future,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use multiscanner_proto::{
@@ -18,7 +18,7 @@ use multiscanner_proto::{
     },
     trace,
 };
-use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinSet};
+use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinSet, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};

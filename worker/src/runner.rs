@@ -4,12 +4,12 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tracing::{Instrument, debug, info_span};
 
 use crate::{
@@ -226,8 +226,12 @@ fn split_cached<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::config_hash;
-    use crate::testing::Fake;
+    use crate::{
+        module::{Module, ModuleError, ModuleOutput},
+        registry::config_hash,
+        testing::Fake,
+    };
+    use futures::future::BoxFuture;
 
     fn selected(name: &'static str, requires: &'static [&'static str]) -> Selected {
         Selected {
@@ -284,5 +288,62 @@ mod tests {
         let (run, reused) = split_cached(plan, &stale);
         assert_eq!(names(&run), vec!["base", "mid", "top", "side"]);
         assert!(reused.is_empty());
+    }
+
+    /// A module that never returns.
+    struct Hang;
+    impl Module for Hang {
+        fn name(&self) -> &'static str {
+            "hang"
+        }
+        fn version(&self) -> &'static str {
+            "1"
+        }
+        fn module_type(&self) -> &'static str {
+            "Test"
+        }
+        fn scan(&self, _: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    async fn run_hang(timeout_secs: u64, deadline: Option<Duration>) -> (ModuleRun, Duration) {
+        let config = crate::registry::ModulesConfig {
+            enabled: vec!["hang".into()],
+            timeout_secs,
+            ..Default::default()
+        };
+        let registry = Registry::with_modules(vec![Arc::new(Hang)], &config).unwrap();
+        let input = ScanInput {
+            path: Arc::new("/nonexistent".into()),
+            filename: "x".into(),
+            sha256: multiscanner_proto::domain::Sha256([0; 32]),
+            size: 0,
+            depth: 0,
+            upstream: Arc::default(),
+            archive_password: None,
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let start = Instant::now();
+        let deadline = deadline.map(|d| start + d);
+        run_modules(&registry, input, &[], &HashSet::new(), deadline, tx).await;
+        (rx.recv().await.unwrap(), start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_module_is_cut_at_its_timeout() {
+        let (run, took) = run_hang(300, None).await;
+        assert_eq!(run.outcome, Err("timed out after 300 s".into()));
+        assert_eq!(took, Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_deadline_cuts_before_the_module_timeout() {
+        let (run, took) = run_hang(300, Some(Duration::from_secs(42))).await;
+        assert_eq!(
+            run.outcome,
+            Err("stopped: the task's deadline passed".into())
+        );
+        assert_eq!(took, Duration::from_secs(42));
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod procs;
 
 use std::{sync::Arc, time::Duration};
 

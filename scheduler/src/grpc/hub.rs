@@ -1,7 +1,7 @@
 //! The internal `WorkerHub` service: worker streams, sample downloads and
 //! uploads of extracted files.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
@@ -73,13 +73,7 @@ impl WorkerHub for HubApi {
                         break;
                     }
                 };
-                let outcome = match msg {
-                    Msg::Hello(_) => Ok(()),
-                    Msg::Heartbeat(h) => scheduler.on_heartbeat(&conn_id, h).await,
-                    Msg::ModuleResult(r) => scheduler.on_module_result(&conn_id, r).await,
-                    Msg::NodeFinished(f) => scheduler.on_node_finished(&conn_id, f).await,
-                };
-                if let Err(e) = outcome {
+                if let Err(e) = record(&scheduler, &conn_id, msg).await {
                     warn!(worker = %conn_id, error = %e, "could not record a worker message");
                 }
             }
@@ -145,5 +139,30 @@ impl WorkerHub for HubApi {
         }
         let response = self.0.add_child(header, upload.finish().await?).await?;
         Ok(Response::new(response))
+    }
+}
+
+/// Records one message from a worker. Results and node ends are retried
+/// with backoff while the store is unavailable, for up to a lease (by then
+/// the node has been taken back and will run again); heartbeats are not
+/// (the next one follows shortly).
+async fn record(scheduler: &Scheduler, conn_id: &str, msg: Msg) -> Result<(), SchedulerError> {
+    let give_up = tokio::time::Instant::now() + scheduler.config.lease();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let outcome = match msg.clone() {
+            Msg::Hello(_) => Ok(()),
+            Msg::Heartbeat(h) => return scheduler.on_heartbeat(conn_id, h).await,
+            Msg::ModuleResult(r) => scheduler.on_module_result(conn_id, r).await,
+            Msg::NodeFinished(f) => scheduler.on_node_finished(conn_id, f).await,
+        };
+        match outcome {
+            Err(SchedulerError::Unavailable(why)) if tokio::time::Instant::now() < give_up => {
+                warn!(worker = %conn_id, error = %why, "store unavailable; retrying a worker message");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
     }
 }

@@ -240,7 +240,7 @@ pub async fn recovery_after_a_restart(s: &Stores) {
         NodeOutcome::TaskDone
     );
 
-    let unfinished = s.tasks.recover().await.unwrap();
+    let unfinished = s.tasks.tasks_to_complete().await.unwrap();
     assert_eq!(unfinished, vec![b.id]);
     // a's node stays with its (perhaps live) worker until its lease ends.
     assert!(s.tasks.claim_next("r3", far()).await.unwrap().is_none());
@@ -565,7 +565,7 @@ mod sqlite {
 
 mod postgres {
     use super::*;
-    use crate::store::{StoreError, test_postgres::TestPostgres};
+    use crate::{store::StoreError, testing::TestPostgres};
 
     /// Every task-store suite on a real PostgreSQL (one server, a fresh
     /// database per suite), with the embedded report and sample stores.

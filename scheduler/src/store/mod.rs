@@ -191,10 +191,9 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>>;
     async fn delete_task(&self, id: TaskId) -> StoreResult<()>;
     /// The unfinished tasks that have no open node left (a scheduler stopped
-    /// between their last result and their completion), for the caller to
-    /// complete. Nodes assigned before a restart come back when their lease
-    /// expires, so several schedulers may share the store.
-    async fn recover(&self) -> StoreResult<Vec<TaskId>>;
+    /// or failed between their last result and their completion), for the
+    /// caller to complete.
+    async fn tasks_to_complete(&self) -> StoreResult<Vec<TaskId>>;
 }
 
 /// One module's outcome on one node.
@@ -342,5 +341,3 @@ fn unsupported(url: &str, scheme: &str, supported: &str) -> StoreError {
 
 #[cfg(test)]
 mod conformance;
-#[cfg(test)]
-pub(crate) mod test_postgres;

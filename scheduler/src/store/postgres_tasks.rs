@@ -3,6 +3,8 @@
 //! never take the same node. Migrations are embedded and applied on start
 //! under an advisory lock.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use multiscanner_proto::domain::{
@@ -16,7 +18,8 @@ use super::{
 };
 
 /// Schema versions, applied in order; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE tasks (
     id           BIGSERIAL PRIMARY KEY,
     sha256       TEXT    NOT NULL,
@@ -49,7 +52,10 @@ CREATE TABLE nodes (
 CREATE INDEX nodes_queue ON nodes (rank, id) WHERE state = 'queued';
 CREATE INDEX nodes_by_task ON nodes (task_id);
 CREATE INDEX nodes_leases ON nodes (lease_until) WHERE state = 'assigned';
-"];
+",
+    // Unfinished tasks, swept periodically for those whose nodes are all done.
+    "CREATE INDEX tasks_open ON tasks (id) WHERE status IN ('Pending', 'Running')",
+];
 
 /// Arbitrary key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6d75_6c74_6973_636e;
@@ -62,8 +68,20 @@ pub struct PostgresTaskStore {
     pool: Pool,
 }
 
+/// Errors that go away by themselves (the server is down, restarting, out
+/// of connections, or a transaction lost a race) are `Unavailable`: callers
+/// retry those. The rest are bugs or corruption.
 fn db_error(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() {
+    let transient = match e.as_db_error() {
+        None => true,
+        // SQLSTATE classes: 08 connection exception, 40 transaction
+        // rollback (serialization failure, deadlock), 53 insufficient
+        // resources, 57 operator intervention (shutdown, restart).
+        Some(db) => ["08", "40", "53", "57"]
+            .iter()
+            .any(|class| db.code().code().starts_with(class)),
+    };
+    if transient || e.is_closed() {
         StoreError::Unavailable(format!("PostgreSQL: {e}"))
     } else {
         StoreError::Internal(format!("PostgreSQL: {e}"))
@@ -100,10 +118,13 @@ impl PostgresTaskStore {
     /// Connects to `url` (`postgres://user:password@host:port/db`) and
     /// applies the migrations this version knows.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::BadUrl {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::BadUrl {
             url: redact(url),
             reason: format!("{e}"),
         })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -111,8 +132,14 @@ impl PostgresTaskStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Bounded waits: with the server unreachable, a call fails within
+        // seconds with `Unavailable` instead of hanging.
         let pool = Pool::builder(manager)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let store = Self { pool };
@@ -579,7 +606,7 @@ impl TaskStore for PostgresTaskStore {
         Ok(())
     }
 
-    async fn recover(&self) -> StoreResult<Vec<TaskId>> {
+    async fn tasks_to_complete(&self) -> StoreResult<Vec<TaskId>> {
         let rows = self
             .client()
             .await?

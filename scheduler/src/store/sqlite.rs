@@ -17,7 +17,7 @@ pub struct Db {
 
 impl Db {
     /// Opens (creating if needed) the database at `path` and applies the
-    /// `migrations` it has not had yet, in order, each in a transaction;
+    /// `migrations` it has not had yet, in order, in one transaction;
     /// `PRAGMA user_version` counts those applied.
     pub async fn open(path: &Path, migrations: &'static [&'static str]) -> StoreResult<Self> {
         let path = path.to_owned();
@@ -25,19 +25,22 @@ impl Db {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut conn = Connection::open(&path).map_err(|e| {
-                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-            })?;
-            // WAL with synchronous=NORMAL: a committed transaction survives
-            // the process being killed; `FULL` would add an fsync per commit
-            // to survive power loss too.
-            conn.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
-            )
-            .map_err(internal)?;
-            migrate(&mut conn, migrations)?;
-            Ok(conn)
+            // Processes opening a new database at once can find it locked
+            // while another switches it to WAL (SQLite does not wait for
+            // that lock): try again for a while.
+            let mut tries = 0;
+            loop {
+                match setup(&path, migrations) {
+                    Err(SetupError::Busy(e)) if tries < 50 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "database busy while opening; retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(SetupError::Busy(e)) => return Err(internal(e)),
+                    Err(SetupError::Other(e)) => return Err(e),
+                    Ok(conn) => return Ok(conn),
+                }
+            }
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
@@ -64,23 +67,55 @@ impl Db {
     }
 }
 
-fn migrate(conn: &mut Connection, migrations: &[&str]) -> StoreResult<()> {
-    let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(internal)? as usize;
+enum SetupError {
+    Busy(rusqlite::Error),
+    Other(StoreError),
+}
+
+impl From<rusqlite::Error> for SetupError {
+    fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            SetupError::Busy(e)
+        } else {
+            SetupError::Other(internal(e))
+        }
+    }
+}
+
+fn setup(path: &Path, migrations: &[&str]) -> Result<Connection, SetupError> {
+    let mut conn = Connection::open(path).map_err(|e| {
+        SetupError::Other(StoreError::Unavailable(format!(
+            "cannot open {}: {e}",
+            path.display()
+        )))
+    })?;
+    // WAL with synchronous=NORMAL: a committed transaction survives the
+    // process being killed; `FULL` would add an fsync per commit to survive
+    // power loss too.
+    conn.execute_batch(
+        "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
+         PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    )?;
+    migrate(&mut conn, migrations)?;
+    Ok(conn)
+}
+
+/// Applies the migrations not applied yet, under the database's write lock
+/// so that processes opening one database at once apply each exactly once.
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), SetupError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if applied > migrations.len() {
-        return Err(StoreError::Unavailable(format!(
+        return Err(SetupError::Other(StoreError::Unavailable(format!(
             "the database was written by a newer version (schema {applied}; this one knows {})",
             migrations.len()
-        )));
+        ))));
     }
-    for (i, sql) in migrations.iter().enumerate().skip(applied) {
-        let tx = conn.transaction().map_err(internal)?;
-        tx.execute_batch(sql).map_err(internal)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-            .map_err(internal)?;
-        tx.commit().map_err(internal)?;
+    for sql in &migrations[applied..] {
+        tx.execute_batch(sql)?;
     }
+    tx.execute_batch(&format!("PRAGMA user_version = {}", migrations.len()))?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use super::{
     give_up_reason, sqlite::Db,
 };
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS tasks (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256       TEXT    NOT NULL,
@@ -45,7 +46,10 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 CREATE INDEX IF NOT EXISTS nodes_queue ON nodes (state, rank, id);
 CREATE INDEX IF NOT EXISTS nodes_by_task ON nodes (task_id);
-"];
+",
+    // Unfinished tasks, swept periodically for those whose nodes are all done.
+    "CREATE INDEX tasks_open ON tasks (id) WHERE status IN ('Pending', 'Running');",
+];
 
 const TASK_COLUMNS: &str = "id, sha256, size, submission, status, submitted_at, started_at, \
      finished_at, error, (SELECT count(*) FROM nodes WHERE nodes.task_id = tasks.id)";
@@ -502,7 +506,7 @@ impl TaskStore for SqliteTaskStore {
             .await
     }
 
-    async fn recover(&self) -> StoreResult<Vec<TaskId>> {
+    async fn tasks_to_complete(&self) -> StoreResult<Vec<TaskId>> {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;

@@ -1,7 +1,8 @@
-//! A private PostgreSQL server for tests: its own data directory in a
-//! temporary folder, a free loopback port, no password (trust on loopback).
-//! PostgreSQL refuses to run as root, so under root (as in CI) it runs as
-//! the `postgres` system user that Debian's package creates.
+//! Test support, also for the binary's tests (feature `testing`): a private
+//! PostgreSQL server with its own data directory in a temporary folder, a
+//! free loopback port, no password (trust on loopback). PostgreSQL refuses
+//! to run as root, so under root (as in CI) it runs as the `postgres`
+//! system user that Debian's package creates.
 
 use std::{
     net::TcpListener,
@@ -11,9 +12,10 @@ use std::{
 };
 
 pub struct TestPostgres {
-    _dir: tempfile::TempDir,
-    child: Child,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
     port: u16,
+    root: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -71,6 +73,7 @@ fn as_db_user(program: &Path, root: bool) -> Command {
 }
 
 impl TestPostgres {
+    /// A new cluster, started.
     pub async fn start() -> Self {
         let bin = bin_dir();
         let root = is_root();
@@ -104,11 +107,25 @@ impl TestPostgres {
             .local_addr()
             .unwrap()
             .port();
-        let child = as_db_user(&bin.join("postgres"), root)
+        let mut pg = Self {
+            dir,
+            child: None,
+            port,
+            root,
+        };
+        pg.start_server().await;
+        pg
+    }
+
+    /// Starts the server on its data directory and port; returns once it
+    /// accepts connections.
+    pub async fn start_server(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is already running");
+        let child = as_db_user(&bin_dir().join("postgres"), self.root)
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -125,20 +142,34 @@ impl TestPostgres {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pg = Self {
-            _dir: dir,
-            child,
-            port,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await {
+            match tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() > deadline => panic!("PostgreSQL did not start: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        pg
+    }
+
+    /// Stops the server the way an administrator restarting it would
+    /// (fast shutdown: open sessions are ended, data is kept).
+    pub fn stop_server(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        for _ in 0..600 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -161,17 +192,6 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        // SIGTERM: PostgreSQL's smart shutdown; then make sure it is gone.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_server();
     }
 }
