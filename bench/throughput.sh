@@ -21,16 +21,16 @@ bin="$root/target/release/multiscanner"
 loadgen="$root/target/release/examples/loadgen"
 
 work=$(mktemp -d -t multiscanner-bench-XXXXXX)
+pg_home=$(mktemp -d -t multiscanner-bench-pg-XXXXXX)
 procs=()
 cleanup() {
   for p in "${procs[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   stop_private_pg
-  rm -rf "$work"
+  rm -rf "$work" "$pg_home"
 }
 trap cleanup EXIT
-mkdir -p "$work/pg-home"
-start_private_pg "$work/pg-home"
+start_private_pg "$pg_home"
 
 rows=$(mktemp)
 run() { # store workers

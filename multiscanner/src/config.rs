@@ -79,6 +79,10 @@ worker_id = ""
 # Where samples are spilled while analysed; empty means the system's
 # temporary directory.
 work_dir = ""
+# On SIGTERM the worker takes no new work and finishes what it holds; what
+# is still running after this many seconds is handed back to the scheduler,
+# which gives it to another worker.
+shutdown_grace_secs = 30
 
 [worker.modules]
 # Modules to run on every file (their dependencies are added). Run

@@ -172,20 +172,7 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
     let mut first = Proc::spawn(&["worker", "--scheduler", &url, "--concurrency", "1"]);
     first.wait_for("connected");
 
-    // Big enough that hashing it takes seconds.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let body: Vec<u8> = (0..(192usize << 20))
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let expected = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&body))
-    };
+    let (body, expected) = big_body();
     let mut tasks = client(&addr).await;
     let task = submit(&mut tasks, body).await;
     wait_for_status(&mut tasks, task.task_id, pb::TaskStatus::Running).await;
@@ -208,19 +195,61 @@ async fn a_worker_killed_mid_task_leaves_the_task_to_another_worker() {
     second.wait_for("connected");
     let done = watch_until_final(&mut tasks, task.task_id).await;
     assert_eq!(done.status, pb::TaskStatus::Complete as i32, "{done:?}");
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let report = pb::reports_client::ReportsClient::new(channel)
-        .get_report(pb::GetReportRequest {
-            task_id: task.task_id,
+    let report = support::procs::report(&addr, task.task_id).await;
+    assert_eq!(report["filemeta"]["sha256"], expected);
+    assert!(report.get("errors").is_none(), "{}", report["errors"]);
+    assert_eq!(second.terminate(), Some(0));
+    assert_eq!(scheduler.terminate(), Some(0));
+}
+
+/// A file big enough that analysing it takes seconds, and its SHA-256.
+fn big_body() -> (Vec<u8>, String) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let body: Vec<u8> = (0..(192usize << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
         })
-        .await
-        .unwrap()
-        .into_inner();
-    let report: serde_json::Value = serde_json::from_str(&report.report_json).unwrap();
+        .collect();
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    (body, sha256)
+}
+
+#[tokio::test]
+async fn a_worker_stopped_with_sigterm_hands_back_what_it_cannot_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut scheduler = Proc::spawn(&[
+        "scheduler",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]);
+    let addr = scheduler.bound_addr();
+    let url = format!("http://{addr}");
+    // No grace: whatever runs at SIGTERM is handed back at once.
+    let impatient = [("MULTISCANNER_WORKER__SHUTDOWN_GRACE_SECS", "0")];
+    let args = ["worker", "--scheduler", &url, "--concurrency", "1"];
+    let mut first = Proc::spawn_env(&args, &impatient);
+    first.wait_for("connected");
+    let (body, expected) = big_body();
+    let mut tasks = client(&addr).await;
+    let task = submit(&mut tasks, body).await;
+    wait_for_status(&mut tasks, task.task_id, pb::TaskStatus::Running).await;
+    assert_eq!(first.terminate(), Some(0));
+    scheduler.wait_for("work handed back; re-queued");
+
+    let mut second = Proc::spawn(&args);
+    second.wait_for("connected");
+    let done = watch_until_final(&mut tasks, task.task_id).await;
+    assert_eq!(done.status, pb::TaskStatus::Complete as i32, "{done:?}");
+    let report = support::procs::report(&addr, task.task_id).await;
     assert_eq!(report["filemeta"]["sha256"], expected);
     assert!(report.get("errors").is_none(), "{}", report["errors"]);
     assert_eq!(second.terminate(), Some(0));

@@ -344,6 +344,12 @@ impl Scheduler {
         let Some(work) = self.workers.held(worker, &done.assignment_id) else {
             return Ok(());
         };
+        if done.handed_back {
+            info!(task_id = %work.task_id, node_id = %work.node_id, worker, "work handed back; re-queued");
+            self.stores.tasks.requeue(&done.assignment_id).await?;
+            self.workers.release(worker, &done.assignment_id);
+            return Ok(());
+        }
         let error = Some(done.error.as_str()).filter(|e| !e.is_empty());
         // Recorded before the slot is freed: if the store fails, the worker
         // still holds the node and the call can be retried.

@@ -47,6 +47,7 @@ async fn a_task_submitted_to_one_replica_completes_through_another() {
         concurrency: 2,
         worker_id: "replica-test".into(),
         work_dir: dir.path().join("work"),
+        shutdown_grace_secs: 30,
         modules,
     };
     tokio::spawn(client::run_with(registry, worker, stopped(rx.clone())));

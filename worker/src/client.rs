@@ -68,6 +68,7 @@ pub async fn run_with(
         } else {
             config.work_dir.clone()
         },
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         registry,
     });
     tokio::fs::create_dir_all(&worker.work_dir)
@@ -125,6 +126,7 @@ struct Worker {
     id: String,
     concurrency: u32,
     work_dir: PathBuf,
+    shutdown_grace: Duration,
     registry: Arc<Registry>,
 }
 
@@ -183,6 +185,8 @@ impl Worker {
         let mut jobs: JoinSet<String> = JoinSet::new();
         let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
         let mut draining = false;
+        // Set on shutdown: when held work must be handed back.
+        let mut hand_back_at: Option<Instant> = None;
         let end = loop {
             tokio::select! {
                 () = token.cancelled(), if !draining => {
@@ -192,6 +196,25 @@ impl Worker {
                     if jobs.is_empty() {
                         break SessionEnd::Shutdown;
                     }
+                    info!(held = running.len(), grace = ?self.shutdown_grace, "shutting down: finishing held work");
+                    hand_back_at = Some(Instant::now() + self.shutdown_grace);
+                }
+                () = tokio::time::sleep_until(hand_back_at.unwrap_or_else(Instant::now)), if hand_back_at.is_some() => {
+                    // Out of time: stop what still runs and give it back.
+                    for (assignment_id, job) in running.drain() {
+                        job.abort();
+                        warn!(assignment = %assignment_id, "handing back unfinished work");
+                        let back = pb::WorkerMessage {
+                            msg: Some(Out::NodeFinished(pb::NodeFinished {
+                                assignment_id,
+                                error: String::new(),
+                                handed_back: true,
+                            })),
+                        };
+                        let _ = out_tx.send(back).await;
+                    }
+                    jobs.shutdown().await;
+                    break SessionEnd::Shutdown;
                 }
                 msg = inbound.message() => match msg {
                     Ok(Some(pb::SchedulerMessage { msg: Some(In::Assignment(a)) })) => {
@@ -282,6 +305,7 @@ impl Worker {
                 msg: Some(Out::NodeFinished(pb::NodeFinished {
                     assignment_id,
                     error,
+                    handed_back: false,
                 })),
             })
             .await;

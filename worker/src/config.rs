@@ -19,6 +19,9 @@ pub struct WorkerConfig {
     /// Where samples are spilled while analysed; empty means the system's
     /// temporary directory.
     pub work_dir: PathBuf,
+    /// On shutdown, how long to finish held work before handing the rest
+    /// back.
+    pub shutdown_grace_secs: u64,
     pub modules: ModulesConfig,
 }
 
@@ -29,6 +32,7 @@ impl Default for WorkerConfig {
             concurrency: 0,
             worker_id: String::new(),
             work_dir: PathBuf::new(),
+            shutdown_grace_secs: 30,
             modules: ModulesConfig::default(),
         }
     }

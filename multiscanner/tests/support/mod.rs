@@ -219,6 +219,7 @@ impl ClusterBuilder {
                 concurrency: 2,
                 worker_id: format!("test-worker-{i}"),
                 work_dir: dir.path().join("work"),
+                shutdown_grace_secs: 30,
                 modules: self.modules.clone(),
             };
             tokio::spawn(client::run_with(

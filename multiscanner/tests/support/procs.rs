@@ -160,3 +160,18 @@ pub async fn try_submit(
         .task
         .ok_or_else(|| tonic::Status::internal("no task in the answer"))
 }
+
+/// The stored report of a task, parsed.
+pub async fn report(addr: &str, task_id: i64) -> serde_json::Value {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let report = pb::reports_client::ReportsClient::new(channel)
+        .get_report(pb::GetReportRequest { task_id })
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str(&report.report_json).unwrap()
+}
