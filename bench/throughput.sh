@@ -16,9 +16,11 @@ files=${1:-3000} size=${2:-4096} in_flight=${IN_FLIGHT:-64}
 ensure_packages libmagic-dev pkg-config postgresql
 cd "$root"
 ensure_rust
-cargo build --release --locked -p multiscanner --example loadgen >&2
+cargo build --release --locked -p multiscanner --example loadgen \
+  -p multiscanner-worker --example filemeta >&2
 bin="$root/target/release/multiscanner"
 loadgen="$root/target/release/examples/loadgen"
+pass="$root/target/release/examples/filemeta"
 
 work=$(mktemp -d -t multiscanner-bench-XXXXXX)
 pg_home=$(mktemp -d -t multiscanner-bench-pg-XXXXXX)
@@ -58,13 +60,30 @@ run() { # store workers
   for p in "${procs[@]:1}" "${procs[0]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   procs=()
 }
+# Reference: the filemeta pass alone, one process, on as many files of the
+# same size, with no mesh around it.
+mkdir -p "$work/files"
+python3 - "$work/files" "$files" "$size" <<'PY'
+import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+        f.write(os.urandom(size))
+PY
+start=$(date +%s.%N)
+find "$work/files" -type f -print0 | xargs -0 "$pass" > /dev/null
+end=$(date +%s.%N)
+reference=$(python3 -c "print('%.0f' % ($files / ($end - $start)))")
+
 for store in sqlite postgres; do
   for w in 1 2 4; do run "$store" "$w"; done
 done
 echo
-printf '%-10s %8s %10s %9s %9s %7s\n' "task store" workers "files/s" "p50 ms" "p99 ms" failed
+printf '%-10s %8s %10s %9s %9s %7s %14s\n' "task store" workers "files/s" "p50 ms" "p99 ms" failed "vs bare pass"
 while read -r s w f p50 p99 failed; do
-  printf '%-10s %8s %10s %9s %9s %7s\n' "$s" "$w" "$f" "$p50" "$p99" "$failed"
+  ratio=$(python3 -c "print('%.2f' % ($f / $reference))")
+  printf '%-10s %8s %10s %9s %9s %7s %14s\n' "$s" "$w" "$f" "$p50" "$p99" "$failed" "$ratio"
 done < "$rows"
+echo "bare filemeta pass, one process, same files: $reference files/s"
 rm -f "$rows"
 echo "(targets: >= 2000 files/s with SQLite, >= 500 files/s with PostgreSQL; $(nproc) cores)"

@@ -129,7 +129,7 @@ impl Tasks for TasksApi {
         let scheduler = Arc::clone(&self.0);
         // Subscribe before reading the current state, so nothing that
         // happens in between is missed.
-        let mut events = scheduler.events.subscribe();
+        let mut events = scheduler.events.subscribe(id.0);
         let task = scheduler.get_task(id).await?;
         let stream = async_stream::try_stream! {
             yield status_event(&task);
@@ -161,7 +161,7 @@ impl Tasks for TasksApi {
                     continue;
                 };
                 match received {
-                    Ok(event) if event.task_id == id.0 => {
+                    Ok(event) => {
                         if let Some(pb::task_event::Event::Status(t)) = &event.event {
                             done = is_final(t.status);
                             if let Some(st) = domain_status(t.status) {
@@ -170,7 +170,6 @@ impl Tasks for TasksApi {
                         }
                         yield event;
                     }
-                    Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         // Missed events: resend the current state.
                         let task = scheduler.get_task(id).await?;

@@ -75,22 +75,22 @@ impl ReportStore for SqliteReportStore {
             .call(move |conn| {
                 // The first stored result of (task, node, module) wins; a
                 // repeat (a retried assignment) changes nothing.
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR IGNORE INTO results (task_id, node_id, module, module_version, \
                      result, error, duration_ms, sha256, config_hash) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        task.0,
-                        r.node_id.0,
-                        r.module,
-                        r.module_version,
-                        result,
-                        error,
-                        r.duration_ms as i64,
-                        sha256.to_hex(),
-                        r.config_hash,
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    task.0,
+                    r.node_id.0,
+                    r.module,
+                    r.module_version,
+                    result,
+                    error,
+                    r.duration_ms as i64,
+                    sha256.to_hex(),
+                    r.config_hash,
+                ])?;
                 Ok(())
             })
             .await
@@ -99,7 +99,7 @@ impl ReportStore for SqliteReportStore {
     async fn results(&self, task: TaskId) -> StoreResult<Vec<ModuleRecord>> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(&format!(
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {RECORD_COLUMNS} FROM results WHERE task_id = ?1 \
                      ORDER BY node_id, module"
                 ))?;
@@ -112,7 +112,7 @@ impl ReportStore for SqliteReportStore {
     async fn cached_keys(&self, sha256: Sha256) -> StoreResult<Vec<CacheKey>> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT DISTINCT module, module_version, config_hash FROM results \
                      WHERE sha256 = ?1 AND error IS NULL ORDER BY 1, 2, 3",
                 )?;
@@ -137,13 +137,13 @@ impl ReportStore for SqliteReportStore {
         self.db
             .call(move |conn| {
                 let found = conn
-                    .query_row(
-                        &format!(
-                            "SELECT task_id, {RECORD_COLUMNS} FROM results \
+                    .prepare_cached(&format!(
+                        "SELECT task_id, {RECORD_COLUMNS} FROM results \
                              WHERE sha256 = ?1 AND module = ?2 AND module_version = ?3 \
                              AND config_hash = ?4 AND error IS NULL \
                              ORDER BY task_id DESC LIMIT 1"
-                        ),
+                    ))?
+                    .query_row(
                         params![
                             sha256.to_hex(),
                             key.module,
@@ -164,12 +164,12 @@ impl ReportStore for SqliteReportStore {
         let json = to_json(report)?;
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO reports (task_id, sha256, report, stored_at) \
                      VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (task_id) DO UPDATE SET report = excluded.report",
-                    params![task.0, sha256.to_hex(), json, now_millis()],
-                )?;
+                )?
+                .execute(params![task.0, sha256.to_hex(), json, now_millis()])?;
                 Ok(())
             })
             .await
@@ -180,11 +180,8 @@ impl ReportStore for SqliteReportStore {
             .db
             .call(move |conn| {
                 Ok(conn
-                    .query_row(
-                        "SELECT report FROM reports WHERE task_id = ?1",
-                        [task.0],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT report FROM reports WHERE task_id = ?1")?
+                    .query_row([task.0], |r| r.get(0))
                     .optional()?)
             })
             .await?;
@@ -195,8 +192,10 @@ impl ReportStore for SqliteReportStore {
     async fn delete_task(&self, task: TaskId) -> StoreResult<()> {
         self.db
             .call(move |conn| {
-                conn.execute("DELETE FROM results WHERE task_id = ?1", [task.0])?;
-                conn.execute("DELETE FROM reports WHERE task_id = ?1", [task.0])?;
+                conn.prepare_cached("DELETE FROM results WHERE task_id = ?1")?
+                    .execute([task.0])?;
+                conn.prepare_cached("DELETE FROM reports WHERE task_id = ?1")?
+                    .execute([task.0])?;
                 Ok(())
             })
             .await

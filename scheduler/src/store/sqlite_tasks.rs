@@ -92,21 +92,15 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 
 /// Nodes of a task not yet done.
 fn open_nodes(conn: &rusqlite::Connection, task: i64) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'",
-        [task],
-        |r| r.get(0),
-    )
+    conn.prepare_cached("SELECT count(*) FROM nodes WHERE task_id = ?1 AND state <> 'done'")?
+        .query_row([task], |r| r.get(0))
 }
 
 fn load_task(conn: &rusqlite::Connection, id: TaskId) -> StoreResult<Task> {
-    conn.query_row(
-        &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
-        [id.0],
-        task_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
+    conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id.0], task_from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
 }
 
 #[async_trait]
@@ -125,17 +119,23 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let now = now_millis();
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO tasks (sha256, size, submission, status, submitted_at) \
                      VALUES (?1, ?2, ?3, 'Pending', ?4)",
-                    params![sha256.to_hex(), size as i64, json, now],
-                )?;
+                )?
+                .execute(params![sha256.to_hex(), size as i64, json, now])?;
                 let id = tx.last_insert_rowid();
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, rank) \
                      VALUES (?1, 0, ?2, ?3, ?4, 'queued', ?5)",
-                    params![id, sha256.to_hex(), size as i64, submission.filename, rank],
-                )?;
+                )?
+                .execute(params![
+                    id,
+                    sha256.to_hex(),
+                    size as i64,
+                    submission.filename,
+                    rank
+                ])?;
                 let task = load_task(&tx, TaskId(id))?;
                 tx.commit()?;
                 Ok(task)
@@ -167,7 +167,7 @@ impl TaskStore for SqliteTaskStore {
         args.push(Sql::Integer(i64::from(query.limit)));
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(&sql)?;
+                let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params_from_iter(args), task_from_row)?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
@@ -178,14 +178,11 @@ impl TaskStore for SqliteTaskStore {
         self.db
             .call(move |conn| {
                 Ok(conn
-                    .query_row(
-                        &format!(
-                            "SELECT {TASK_COLUMNS} FROM tasks WHERE sha256 = ?1 \
+                    .prepare_cached(&format!(
+                        "SELECT {TASK_COLUMNS} FROM tasks WHERE sha256 = ?1 \
                              AND status NOT IN ('Failed', 'Cancelled') ORDER BY id DESC LIMIT 1"
-                        ),
-                        [sha256.to_hex()],
-                        task_from_row,
-                    )
+                    ))?
+                    .query_row([sha256.to_hex()], task_from_row)
                     .optional()?)
             })
             .await
@@ -201,50 +198,49 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let node = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT n.id, n.task_id, n.parent_id, n.depth, n.sha256, n.size, \
                          n.filename, n.attempts, t.submission, t.started_at \
                          FROM nodes n JOIN tasks t ON t.id = n.task_id \
                          WHERE n.state = 'queued' ORDER BY n.rank, n.id LIMIT 1",
-                        [],
-                        |r| {
-                            let sha: String = r.get(4)?;
-                            let sub: String = r.get(8)?;
-                            let submission: Submission =
-                                serde_json::from_str(&sub).map_err(|e| corrupt("submission", e))?;
-                            Ok(NodeWork {
-                                assignment_id: String::new(),
-                                node_id: NodeId(r.get(0)?),
-                                task_id: TaskId(r.get(1)?),
-                                parent: r.get::<_, Option<i64>>(2)?.map(NodeId),
-                                depth: r.get::<_, i64>(3)? as u32,
-                                sha256: sha.parse().map_err(|e| corrupt("sha256", e))?,
-                                size: r.get::<_, i64>(5)? as u64,
-                                filename: r.get(6)?,
-                                attempts: r.get::<_, i64>(7)? as u32 + 1,
-                                modules: submission.modules.iter().map(|m| m.to_string()).collect(),
-                                archive_password: submission.archive_password,
-                                force: submission.force,
-                                task_started_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
-                            })
-                        },
-                    )
+                    )?
+                    .query_row([], |r| {
+                        let sha: String = r.get(4)?;
+                        let sub: String = r.get(8)?;
+                        let submission: Submission =
+                            serde_json::from_str(&sub).map_err(|e| corrupt("submission", e))?;
+                        Ok(NodeWork {
+                            assignment_id: String::new(),
+                            node_id: NodeId(r.get(0)?),
+                            task_id: TaskId(r.get(1)?),
+                            parent: r.get::<_, Option<i64>>(2)?.map(NodeId),
+                            depth: r.get::<_, i64>(3)? as u32,
+                            sha256: sha.parse().map_err(|e| corrupt("sha256", e))?,
+                            size: r.get::<_, i64>(5)? as u64,
+                            filename: r.get(6)?,
+                            attempts: r.get::<_, i64>(7)? as u32 + 1,
+                            modules: submission.modules.iter().map(|m| m.to_string()).collect(),
+                            archive_password: submission.archive_password,
+                            force: submission.force,
+                            task_started_at: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+                        })
+                    })
                     .optional()?;
                 let Some(mut node) = node else {
                     return Ok(None);
                 };
                 node.assignment_id.clone_from(&assignment_id);
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE nodes SET state = 'assigned', assignment_id = ?1, \
                      attempts = attempts + 1, lease_until = ?3 WHERE id = ?2",
-                    params![assignment_id, node.node_id.0, lease_until],
-                )?;
+                )?
+                .execute(params![assignment_id, node.node_id.0, lease_until])?;
                 let now = now_millis();
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE tasks SET status = 'Running', started_at = ?1 \
                      WHERE id = ?2 AND status = 'Pending'",
-                    params![now, node.task_id.0],
-                )?;
+                )?
+                .execute(params![now, node.task_id.0])?;
                 if node.task_started_at == 0 {
                     node.task_started_at = now;
                 }
@@ -258,12 +254,12 @@ impl TaskStore for SqliteTaskStore {
         let assignment_id = assignment_id.to_owned();
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "UPDATE nodes SET state = 'queued', assignment_id = NULL, \
                      attempts = max(attempts - 1, 0), lease_until = NULL \
                      WHERE assignment_id = ?1 AND state = 'assigned'",
-                    [assignment_id],
-                )?;
+                )?
+                .execute([assignment_id])?;
                 Ok(())
             })
             .await
@@ -275,11 +271,11 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 for id in &ids {
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE nodes SET lease_until = max(lease_until, ?2) \
                          WHERE assignment_id = ?1 AND state = 'assigned'",
-                        params![id, until],
-                    )?;
+                    )?
+                    .execute(params![id, until])?;
                 }
                 tx.commit()?;
                 Ok(())
@@ -291,9 +287,8 @@ impl TaskStore for SqliteTaskStore {
         let id = assignment_id.to_owned();
         self.db
             .call(move |conn| {
-                conn.execute(
-                    "UPDATE nodes SET lease_until = 0 WHERE assignment_id = ?1 AND state = 'assigned'",
-                    [id],
+                conn.prepare_cached("UPDATE nodes SET lease_until = 0 WHERE assignment_id = ?1 AND state = 'assigned'")?
+.execute([id],
                 )?;
                 Ok(())
             })
@@ -305,7 +300,7 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let expired: Vec<(i64, i64, Option<i64>, i64, String)> = {
-                    let mut stmt = tx.prepare(
+                    let mut stmt = tx.prepare_cached(
                         "SELECT id, task_id, parent_id, attempts, assignment_id FROM nodes \
                          WHERE state = 'assigned' AND lease_until < ?1",
                     )?;
@@ -319,18 +314,18 @@ impl TaskStore for SqliteTaskStore {
                     let gave_up = attempts >= i64::from(max_attempts);
                     let mut task_done = false;
                     if gave_up {
-                        tx.execute(
+                        tx.prepare_cached(
                             "UPDATE nodes SET state = 'done', error = ?2 WHERE id = ?1",
-                            params![node, give_up_reason(attempts)],
-                        )?;
+                        )?
+                        .execute(params![node, give_up_reason(attempts)])?;
                         let open: i64 = open_nodes(&tx, task)?;
                         task_done = open == 0;
                     } else {
-                        tx.execute(
+                        tx.prepare_cached(
                             "UPDATE nodes SET state = 'queued', assignment_id = NULL, \
                              lease_until = NULL WHERE id = ?1",
-                            [node],
-                        )?;
+                        )?
+                        .execute([node])?;
                     }
                     out.push(Expired {
                         assignment_id,
@@ -358,12 +353,11 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let task: Option<i64> = tx
-                    .query_row(
+                    .prepare_cached(
                         "UPDATE nodes SET state = 'done', error = ?2 \
                          WHERE assignment_id = ?1 AND state = 'assigned' RETURNING task_id",
-                        params![assignment_id, error],
-                        |r| r.get(0),
-                    )
+                    )?
+                    .query_row(params![assignment_id, error], |r| r.get(0))
                     .optional()?;
                 let Some(task) = task else {
                     return Ok(NodeOutcome::Stale);
@@ -396,21 +390,24 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let parent: Option<(i64, i64, i64, i64)> = tx
-                    .query_row(
+                    .prepare_cached(
                         "SELECT id, task_id, depth, rank FROM nodes \
                          WHERE assignment_id = ?1 AND state = 'assigned'",
-                        [&assignment_id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
+                    )?
+                    .query_row([&assignment_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
                     .optional()?;
                 let Some((parent, task, depth, rank)) = parent else {
                     return Err(StoreError::NotFound(format!("assignment {assignment_id}")));
                 };
-                let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO nodes (task_id, parent_id, depth, sha256, size, \
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO nodes (task_id, parent_id, depth, sha256, size, \
                      filename, created_by, state, rank) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
-                    params![
+                    )?
+                    .execute(params![
                         task,
                         parent,
                         depth + 1,
@@ -419,8 +416,7 @@ impl TaskStore for SqliteTaskStore {
                         filename,
                         created_by,
                         rank
-                    ],
-                )?;
+                    ])?;
                 let id = (inserted == 1).then(|| NodeId(tx.last_insert_rowid()));
                 tx.commit()?;
                 Ok(id)
@@ -431,7 +427,7 @@ impl TaskStore for SqliteTaskStore {
     async fn nodes(&self, task: TaskId) -> StoreResult<Vec<NodeInfo>> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT id, parent_id, depth, sha256, size, filename, created_by, error \
                      FROM nodes WHERE task_id = ?1 ORDER BY id",
                 )?;
@@ -464,17 +460,18 @@ impl TaskStore for SqliteTaskStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let changed = tx.execute(
-                    "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4 \
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4 \
                      WHERE id = ?1 AND status IN ('Pending', 'Running')",
-                    params![id.0, status.as_str(), error, at],
-                )?;
+                    )?
+                    .execute(params![id.0, status.as_str(), error, at])?;
                 if changed == 1 {
                     // Whatever was still queued will not run any more.
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE nodes SET state = 'done' WHERE task_id = ?1 AND state = 'queued'",
-                        [id.0],
-                    )?;
+                    )?
+                    .execute([id.0])?;
                 }
                 let task = load_task(&tx, id)?;
                 tx.commit()?;
@@ -486,7 +483,7 @@ impl TaskStore for SqliteTaskStore {
     async fn assignments_of(&self, id: TaskId) -> StoreResult<Vec<String>> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT assignment_id FROM nodes WHERE task_id = ?1 AND state = 'assigned'",
                 )?;
                 let rows = stmt.query_map([id.0], |r| r.get(0))?;
@@ -497,12 +494,15 @@ impl TaskStore for SqliteTaskStore {
 
     async fn delete_task(&self, id: TaskId) -> StoreResult<()> {
         self.db
-            .call(
-                move |conn| match conn.execute("DELETE FROM tasks WHERE id = ?1", [id.0])? {
+            .call(move |conn| {
+                match conn
+                    .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+                    .execute([id.0])?
+                {
                     0 => Err(StoreError::NotFound(format!("task {id}"))),
                     _ => Ok(()),
-                },
-            )
+                }
+            })
             .await
     }
 
@@ -511,7 +511,7 @@ impl TaskStore for SqliteTaskStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let ids = {
-                    let mut stmt = tx.prepare(
+                    let mut stmt = tx.prepare_cached(
                         "SELECT id FROM tasks WHERE status IN ('Pending', 'Running') \
                          AND NOT EXISTS (SELECT 1 FROM nodes \
                          WHERE nodes.task_id = tasks.id AND state <> 'done')",
