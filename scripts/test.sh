@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
 # The whole test suite with all of its set-up, on a fresh Debian machine:
 # installs what is missing (libmagic, the reference tools the tests compare
-# against), then checks formatting and lints, builds and runs every test.
+# against, PostgreSQL), fetches the search engines and builds the S3 server
+# once into ~/.cache/multiscanner, then checks formatting and lints, builds
+# and runs every test. The tests start (and stop) their own private servers
+# on free loopback ports; nothing listens beyond loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+source scripts/services.sh
 
 # libmagic-dev: filemeta links libmagic. ssdeep, tlsh-tools, file: reference
 # tools the tests compare our digests and types with. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
-ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file python3 findutils postgresql
+# openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
+# fetching the engines and talking to them. The S3 server (MinIO) is built
+# with the machine's Go (1.24 or later) from the Go module proxy.
+ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file python3 findutils postgresql \
+  openjdk-17-jre-headless unzip maven curl
 ensure_rust
+
+step "search engines and S3 server (cached in $(services_cache))"
+fetch_engines
+ensure_s3_server
+[[ -x $OPENSEARCH_JAVA_HOME/bin/java ]] || {
+  echo "OpenSearch $OPENSEARCH_VERSION needs Java 21 or later at $OPENSEARCH_JAVA_HOME" \
+    "(set OPENSEARCH_JAVA_HOME)" >&2
+  exit 1
+}
+
+# Whatever happens, no test server outlives the run.
+cleanup() {
+  pkill -f "$(services_cache)/engines/" 2>/dev/null || true
+  pkill -f "$(services_cache)/bin/minio" 2>/dev/null || true
+}
+trap cleanup EXIT
 
 step "format"
 cargo fmt --all -- --check

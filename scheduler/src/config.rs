@@ -4,6 +4,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::store::s3_blobs::S3Settings;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
@@ -11,9 +13,11 @@ pub struct SchedulerConfig {
     pub grpc_addr: SocketAddr,
     /// Task store URL (`sqlite://PATH`); empty: under the data directory.
     pub task_store: String,
-    /// Report store URL (`sqlite://PATH`); empty: under the data directory.
+    /// Report store URL (`sqlite://PATH`, or `http(s)://HOST:PORT` of
+    /// Elasticsearch / OpenSearch); empty: under the data directory.
     pub report_store: String,
-    /// Sample store URL (`file://DIR`); empty: under the data directory.
+    /// Sample store URL (`file://DIR` or `s3://BUCKET[/PREFIX]`); empty:
+    /// under the data directory.
     pub blob_store: String,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: u64,
@@ -31,6 +35,8 @@ pub struct SchedulerConfig {
     /// A waiting task gains one priority level per this many seconds, so
     /// low priorities still progress under constant high-priority load.
     pub aging_secs: u64,
+    /// Endpoint and credentials of an `s3://` sample store.
+    pub s3: S3Settings,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +53,7 @@ impl Default for SchedulerConfig {
             lease_secs: 30,
             max_attempts: 3,
             aging_secs: 60,
+            s3: S3Settings::default(),
         }
     }
 }

@@ -169,16 +169,28 @@ impl Scheduler {
 
     /// The stored report of a finished task, or one assembled from the
     /// results so far while it runs.
+    /// Its `tags` are the sample's tags as they are now.
     pub async fn report(&self, id: TaskId) -> Result<(Task, Value)> {
         let task = self.stores.tasks.get_task(id).await?;
-        if task.status == TaskStatus::Complete
-            && let Some(r) = self.stores.reports.get_report(id).await?
-        {
-            return Ok((task, r));
+        let mut report = match self.stores.reports.get_report(id).await? {
+            Some(r) if task.status == TaskStatus::Complete => r,
+            _ => {
+                let nodes = self.stores.tasks.nodes(id).await?;
+                let results = self.stores.reports.results(id).await?;
+                report::assemble(&task, &nodes, &results)
+            }
+        };
+        // The submission's tags join the sample's when the report is stored.
+        let mut tags = self.stores.reports.tags_of(task.sha256).await?;
+        if !task.status.is_final() {
+            for t in &task.submission.tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
         }
-        let nodes = self.stores.tasks.nodes(id).await?;
-        let results = self.stores.reports.results(id).await?;
-        Ok((task.clone(), report::assemble(&task, &nodes, &results)))
+        report["tags"] = serde_json::json!(tags);
+        Ok((task, report))
     }
 
     /// The report of the newest completed task of a sample.
@@ -402,16 +414,14 @@ impl Scheduler {
             .and_then(|root| root.error.as_deref())
             .map(|e| format!("the submitted file could not be analysed: {e}"));
         let results = self.stores.reports.results(id).await?;
-        let merged = report::assemble(&task, &nodes, &results);
-        self.stores
-            .reports
-            .put_report(id, task.sha256, &merged)
-            .await?;
         let status = if failure.is_some() {
             TaskStatus::Failed
         } else {
             TaskStatus::Complete
         };
+        task.status = status;
+        let merged = report::assemble(&task, &nodes, &results);
+        self.stores.reports.put_report(&task, &merged).await?;
         let task = self
             .stores
             .tasks

@@ -39,6 +39,9 @@ impl From<StoreError> for SchedulerError {
             StoreError::Unavailable(why) => {
                 Self::Unavailable(format!("storage unavailable: {why}"))
             }
+            StoreError::BadQuery(why) => Self::InvalidArgument(format!(
+                "invalid field `query`: the report store refused it: {why}"
+            )),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -19,6 +19,7 @@ async fn scheduler(dir: &std::path::Path) -> Arc<Scheduler> {
         &format!("sqlite://{p}/tasks.db"),
         &format!("sqlite://{p}/reports.db"),
         &format!("file://{p}/samples"),
+        &Default::default(),
     )
     .await
     .unwrap();

@@ -7,9 +7,11 @@
 //! - [`dispatch`]: connected workers and their free slots.
 //! - [`store`]: task, report and sample storage behind traits.
 //! - [`report`]: merging module results into a report.
+//! - [`catalog`]: search, tags, notes and report import — no transport.
 //! - [`events`]: task events for `WatchTask`.
 
 mod cache;
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod core;
@@ -20,6 +22,8 @@ pub mod grpc;
 pub mod report;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_services;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upload;

@@ -13,10 +13,7 @@ use tracing::info;
 use crate::{
     config::SchedulerConfig,
     core::Scheduler,
-    grpc::{
-        hub::HubApi,
-        tasks::{ReportsApi, TasksApi},
-    },
+    grpc::{hub::HubApi, reports::ReportsApi, tasks::TasksApi},
     store::{self, Stores},
 };
 
@@ -35,9 +32,14 @@ pub struct BoundScheduler {
 impl BoundScheduler {
     /// Opens the stores named in `config` and binds its address.
     pub async fn bind(config: SchedulerConfig) -> anyhow::Result<Self> {
-        let stores = store::open(&config.task_store, &config.report_store, &config.blob_store)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open storage: {e}"))?;
+        let stores = store::open(
+            &config.task_store,
+            &config.report_store,
+            &config.blob_store,
+            &config.s3,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open storage: {e}"))?;
         Self::bind_with(config, stores).await
     }
 

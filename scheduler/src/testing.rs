@@ -195,3 +195,23 @@ impl Drop for TestPostgres {
         self.stop_server();
     }
 }
+
+/// A finished task of sample `aa…aa` named `a.txt`, for tests that need one.
+pub fn task_for_tests() -> multiscanner_proto::domain::Task {
+    use multiscanner_proto::domain::{Sha256, Submission, Task, TaskId, TaskStatus};
+    Task {
+        id: TaskId(1),
+        sha256: Sha256([0xaa; 32]),
+        size: 10,
+        submission: Submission {
+            filename: "a.txt".into(),
+            ..Default::default()
+        },
+        status: TaskStatus::Complete,
+        submitted_at: 1_000,
+        started_at: Some(1_500),
+        finished_at: Some(2_000),
+        error: None,
+        node_count: 1,
+    }
+}

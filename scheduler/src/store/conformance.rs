@@ -326,8 +326,13 @@ pub async fn results_are_idempotent(s: &Stores) {
     assert_eq!(stored, vec![first, failed]);
 
     assert_eq!(s.reports.get_report(task).await.unwrap(), None);
+    let finished = Task {
+        id: task,
+        sha256: sha(1),
+        ..crate::testing::task_for_tests()
+    };
     s.reports
-        .put_report(task, sha(1), &json!({"x": 1}))
+        .put_report(&finished, &json!({"x": 1}))
         .await
         .unwrap();
     assert_eq!(
@@ -430,6 +435,25 @@ pub async fn blobs_round_trip(s: &Stores) {
     assert_eq!(std::fs::read_dir(s.blobs.staging_dir()).unwrap().count(), 0);
 }
 
+/// A sample of `size` bytes (several upload parts on object stores) goes in
+/// from a staged file and comes back byte for byte.
+pub async fn big_blobs_stream_both_ways(s: &Stores, size: usize) {
+    use sha2::Digest;
+    let data: Vec<u8> = (0..size as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sha256 = Sha256(sha2::Sha256::digest(&data).into());
+    let mut file = tempfile::NamedTempFile::new_in(s.blobs.staging_dir()).unwrap();
+    file.write_all(&data).unwrap();
+    s.blobs
+        .put(staged(sha256, StagedBody::File(file), size))
+        .await
+        .unwrap();
+    let back = read_blob(s, sha256).await;
+    assert_eq!(back.len(), size);
+    assert_eq!(Sha256(sha2::Sha256::digest(&back).into()), sha256);
+}
+
 fn staged(sha256: Sha256, body: StagedBody, size: usize) -> Staged {
     Staged {
         sha256,
@@ -461,6 +485,7 @@ mod sqlite {
             &format!("sqlite://{p}/tasks.db"),
             &format!("sqlite://{p}/reports.db"),
             &format!("file://{p}/samples"),
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -547,18 +572,28 @@ mod sqlite {
 
     #[tokio::test]
     async fn unsupported_urls_name_the_problem() {
-        let err = crate::store::open("mysql://x/y", "sqlite:///tmp/r", "file:///tmp/b")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = crate::store::open(
+            "mysql://x/y",
+            "sqlite:///tmp/r",
+            "file:///tmp/b",
+            &Default::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("mysql") && err.contains("postgres://"),
             "{err}"
         );
-        let err = crate::store::open("tasks.db", "sqlite:///tmp/r", "file:///tmp/b")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = crate::store::open(
+            "tasks.db",
+            "sqlite:///tmp/r",
+            "file:///tmp/b",
+            &Default::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("SCHEME://"), "{err}");
     }
 }
@@ -587,6 +622,7 @@ mod postgres {
                 &url,
                 &format!("sqlite://{p}/reports.db"),
                 &format!("file://{p}/samples"),
+                &Default::default(),
             )
             .await
             .unwrap();

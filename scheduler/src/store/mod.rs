@@ -2,10 +2,14 @@
 //! and samples ([`BlobStore`]). Each backend lives in its own file; a
 //! storage URL picks one ([`open`]).
 
+pub mod elastic;
 pub mod local_blobs;
 pub mod postgres_tasks;
+pub mod s3_blobs;
+pub mod search;
 pub mod sqlite;
 pub mod sqlite_reports;
+mod sqlite_search;
 pub mod sqlite_tasks;
 
 use std::{path::Path, pin::Pin, sync::Arc};
@@ -14,6 +18,7 @@ use async_trait::async_trait;
 use multiscanner_proto::domain::{
     NodeId, Sha256, Submission, Task, TaskId, TaskStatus, UnixMillis,
 };
+use search::{Note, SearchPage, SearchQuery, TagCount};
 use serde_json::Value;
 use tokio::io::AsyncRead;
 
@@ -26,6 +31,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("invalid storage URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// The search engine refused a query (its own words).
+    #[error("the search was refused: {0}")]
+    BadQuery(String),
     #[error("storage error: {0}")]
     Internal(String),
 }
@@ -136,6 +144,15 @@ pub trait TaskStore: Send + Sync + 'static {
         submission: &Submission,
         rank: i64,
     ) -> StoreResult<Task>;
+    /// Records a task that is complete already (an imported report): its
+    /// root node is done and nothing is queued. Durable on return.
+    async fn import_task(
+        &self,
+        sha256: Sha256,
+        size: u64,
+        submission: &Submission,
+        finished_at: UnixMillis,
+    ) -> StoreResult<Task>;
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
     /// Newest first.
     async fn list_tasks(&self, query: &TaskQuery) -> StoreResult<Vec<Task>>;
@@ -238,10 +255,35 @@ pub trait ReportStore: Send + Sync + 'static {
         sha256: Sha256,
         key: &CacheKey,
     ) -> StoreResult<Option<(TaskId, ModuleRecord)>>;
-    /// Stores the merged report of a finished task.
-    async fn put_report(&self, task: TaskId, sha256: Sha256, report: &Value) -> StoreResult<()>;
+    /// Stores the merged report of a finished task (`task` holds the status
+    /// it ends with) and adds the submission's tags to its sample.
+    async fn put_report(&self, task: &Task, report: &Value) -> StoreResult<()>;
     async fn get_report(&self, task: TaskId) -> StoreResult<Option<Value>>;
+    /// Removes a task's results and report (its sample's tags and notes
+    /// stay, as they belong to the sample).
     async fn delete_task(&self, task: TaskId) -> StoreResult<()>;
+    /// Reports matching a query, paged and sorted; the text may match a
+    /// report's curated fields or its sample's tags or notes. A query the
+    /// engine cannot parse is [`StoreError::BadQuery`].
+    async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage>;
+    async fn tags_of(&self, sha256: Sha256) -> StoreResult<Vec<String>>;
+    /// Adds a tag to a sample (nothing changes if it has it); returns its
+    /// tags.
+    async fn add_tag(&self, sha256: Sha256, tag: &str) -> StoreResult<Vec<String>>;
+    async fn remove_tag(&self, sha256: Sha256, tag: &str) -> StoreResult<Vec<String>>;
+    /// Every tag with the number of samples carrying it, most used first.
+    async fn tag_counts(&self) -> StoreResult<Vec<TagCount>>;
+    async fn add_note(&self, sha256: Sha256, text: &str) -> StoreResult<Note>;
+    /// Changes a note of the sample; NotFound if it has no such note.
+    async fn edit_note(&self, sha256: Sha256, id: &str, text: &str) -> StoreResult<Note>;
+    async fn delete_note(&self, sha256: Sha256, id: &str) -> StoreResult<()>;
+    /// A sample's notes, oldest first.
+    async fn notes(&self, sha256: Sha256, offset: u32, limit: u32) -> StoreResult<Vec<Note>>;
+    /// Makes every acknowledged write visible to searches now (search
+    /// engines show writes after a refresh interval; others at once).
+    async fn refresh(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -290,8 +332,15 @@ impl std::fmt::Debug for Stores {
 }
 
 /// Opens the stores named by URLs: `sqlite://PATH` or `postgres://...` for
-/// tasks, `sqlite://PATH` for reports, `file://DIR` for samples.
-pub async fn open(task_url: &str, report_url: &str, blob_url: &str) -> StoreResult<Stores> {
+/// tasks, `sqlite://PATH` or `http(s)://` (Elasticsearch, OpenSearch) for
+/// reports, `file://DIR` or `s3://BUCKET[/PREFIX]` for samples (with the
+/// credentials in `s3`).
+pub async fn open(
+    task_url: &str,
+    report_url: &str,
+    blob_url: &str,
+    s3: &s3_blobs::S3Settings,
+) -> StoreResult<Stores> {
     let tasks: Arc<dyn TaskStore> = match scheme(task_url)? {
         ("sqlite", path) => Arc::new(sqlite_tasks::SqliteTaskStore::open(Path::new(path)).await?),
         ("postgres" | "postgresql", _) => {
@@ -303,11 +352,13 @@ pub async fn open(task_url: &str, report_url: &str, blob_url: &str) -> StoreResu
         ("sqlite", path) => {
             Arc::new(sqlite_reports::SqliteReportStore::open(Path::new(path)).await?)
         }
-        (other, _) => return Err(unsupported(report_url, other, "sqlite://")),
+        ("http" | "https", _) => Arc::new(elastic::ElasticReportStore::open(report_url).await?),
+        (other, _) => return Err(unsupported(report_url, other, "sqlite://, http(s)://")),
     };
     let blobs: Arc<dyn BlobStore> = match scheme(blob_url)? {
         ("file", path) => Arc::new(local_blobs::LocalBlobStore::open(Path::new(path)).await?),
-        (other, _) => return Err(unsupported(blob_url, other, "file://")),
+        ("s3", _) => Arc::new(s3_blobs::S3BlobStore::open(blob_url, s3).await?),
+        (other, _) => return Err(unsupported(blob_url, other, "file://, s3://")),
     };
     Ok(Stores {
         tasks,
@@ -341,3 +392,7 @@ fn unsupported(url: &str, scheme: &str, supported: &str) -> StoreError {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_search;
+#[cfg(test)]
+mod engines_test;

@@ -256,6 +256,39 @@ impl TaskStore for PostgresTaskStore {
         Ok(task)
     }
 
+    async fn import_task(
+        &self,
+        sha256: Sha256,
+        size: u64,
+        submission: &Submission,
+        finished_at: UnixMillis,
+    ) -> StoreResult<Task> {
+        let json =
+            serde_json::to_string(submission).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let hex = sha256.to_hex();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO tasks (sha256, size, submission, status, submitted_at, started_at, \
+                 finished_at) VALUES ($1, $2, $3, 'Complete', $4, $5, $5) RETURNING id",
+                &[&hex, &(size as i64), &json, &now_millis(), &finished_at],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        tx.execute(
+            "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, rank) \
+             VALUES ($1, 0, $2, $3, $4, 'done', 0)",
+            &[&id, &hex, &(size as i64), &submission.filename],
+        )
+        .await
+        .map_err(db_error)?;
+        let task = load_task(&tx, TaskId(id)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(task)
+    }
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
         load_task(&self.client().await?, id).await
     }

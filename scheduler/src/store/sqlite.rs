@@ -97,6 +97,7 @@ fn setup(path: &Path, migrations: &[&str]) -> Result<Connection, SetupError> {
          PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     )?;
     migrate(&mut conn, migrations)?;
+    super::sqlite_search::register_functions(&conn)?;
     // Every statement the stores run stays prepared.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

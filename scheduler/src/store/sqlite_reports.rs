@@ -3,11 +3,16 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use multiscanner_proto::domain::{NodeId, Sha256, TaskId, now_millis};
+use multiscanner_proto::domain::{NodeId, Sha256, Task, TaskId, now_millis};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::{CacheKey, ModuleRecord, ReportStore, StoreError, StoreResult, sqlite::Db};
+use super::{
+    CacheKey, ModuleRecord, ReportStore, StoreError, StoreResult,
+    search::{Note, SearchPage, SearchQuery, TagCount},
+    sqlite::Db,
+    sqlite_search as search,
+};
 
 // Stores made before migrations were counted have the first one already:
 // it only creates what is missing.
@@ -39,6 +44,8 @@ ALTER TABLE results ADD COLUMN config_hash TEXT NOT NULL DEFAULT '';
 CREATE INDEX results_cache ON results (sha256, module, module_version, config_hash)
     WHERE error IS NULL AND sha256 IS NOT NULL;
 ",
+    // Search, tags and notes.
+    super::sqlite_search::MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -160,16 +167,25 @@ impl ReportStore for SqliteReportStore {
             .await
     }
 
-    async fn put_report(&self, task: TaskId, sha256: Sha256, report: &Value) -> StoreResult<()> {
+    async fn put_report(&self, task: &Task, report: &Value) -> StoreResult<()> {
         let json = to_json(report)?;
+        let (task, report) = (task.clone(), report.clone());
         self.db
             .call(move |conn| {
-                conn.prepare_cached(
+                let tx = conn.transaction()?;
+                tx.prepare_cached(
                     "INSERT INTO reports (task_id, sha256, report, stored_at) \
                      VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (task_id) DO UPDATE SET report = excluded.report",
                 )?
-                .execute(params![task.0, sha256.to_hex(), json, now_millis()])?;
+                .execute(params![
+                    task.id.0,
+                    task.sha256.to_hex(),
+                    json,
+                    now_millis()
+                ])?;
+                search::index_report(&tx, &task, &report)?;
+                tx.commit()?;
                 Ok(())
             })
             .await
@@ -196,8 +212,71 @@ impl ReportStore for SqliteReportStore {
                     .execute([task.0])?;
                 conn.prepare_cached("DELETE FROM reports WHERE task_id = ?1")?
                     .execute([task.0])?;
+                search::unindex_report(conn, task)?;
                 Ok(())
             })
+            .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
+        let query = query.clone();
+        self.db.call(move |conn| search::search(conn, &query)).await
+    }
+
+    async fn tags_of(&self, sha256: Sha256) -> StoreResult<Vec<String>> {
+        self.db
+            .call(move |conn| search::tags_of(conn, sha256))
+            .await
+    }
+
+    async fn add_tag(&self, sha256: Sha256, tag: &str) -> StoreResult<Vec<String>> {
+        let tag = tag.to_owned();
+        self.db
+            .call(move |conn| {
+                search::add_tag(conn, sha256, &tag)?;
+                search::tags_of(conn, sha256)
+            })
+            .await
+    }
+
+    async fn remove_tag(&self, sha256: Sha256, tag: &str) -> StoreResult<Vec<String>> {
+        let tag = tag.to_owned();
+        self.db
+            .call(move |conn| {
+                search::remove_tag(conn, sha256, &tag)?;
+                search::tags_of(conn, sha256)
+            })
+            .await
+    }
+
+    async fn tag_counts(&self) -> StoreResult<Vec<TagCount>> {
+        self.db.call(|conn| search::tag_counts(conn)).await
+    }
+
+    async fn add_note(&self, sha256: Sha256, text: &str) -> StoreResult<Note> {
+        let text = text.to_owned();
+        self.db
+            .call(move |conn| search::add_note(conn, sha256, &text))
+            .await
+    }
+
+    async fn edit_note(&self, sha256: Sha256, id: &str, text: &str) -> StoreResult<Note> {
+        let (id, text) = (id.to_owned(), text.to_owned());
+        self.db
+            .call(move |conn| search::edit_note(conn, sha256, &id, &text))
+            .await
+    }
+
+    async fn delete_note(&self, sha256: Sha256, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| search::delete_note(conn, sha256, &id))
+            .await
+    }
+
+    async fn notes(&self, sha256: Sha256, offset: u32, limit: u32) -> StoreResult<Vec<Note>> {
+        self.db
+            .call(move |conn| search::notes(conn, sha256, offset, limit))
             .await
     }
 }

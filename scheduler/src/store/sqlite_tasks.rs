@@ -143,6 +143,43 @@ impl TaskStore for SqliteTaskStore {
             .await
     }
 
+    async fn import_task(
+        &self,
+        sha256: Sha256,
+        size: u64,
+        submission: &Submission,
+        finished_at: UnixMillis,
+    ) -> StoreResult<Task> {
+        let json =
+            serde_json::to_string(submission).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let filename = submission.filename.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                tx.prepare_cached(
+                    "INSERT INTO tasks (sha256, size, submission, status, submitted_at, \
+                     started_at, finished_at) VALUES (?1, ?2, ?3, 'Complete', ?4, ?5, ?5)",
+                )?
+                .execute(params![
+                    sha256.to_hex(),
+                    size as i64,
+                    json,
+                    now_millis(),
+                    finished_at
+                ])?;
+                let id = tx.last_insert_rowid();
+                tx.prepare_cached(
+                    "INSERT INTO nodes (task_id, depth, sha256, size, filename, state, rank) \
+                     VALUES (?1, 0, ?2, ?3, ?4, 'done', 0)",
+                )?
+                .execute(params![id, sha256.to_hex(), size as i64, filename])?;
+                let task = load_task(&tx, TaskId(id))?;
+                tx.commit()?;
+                Ok(task)
+            })
+            .await
+    }
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
         self.db.call(move |conn| load_task(conn, id)).await
     }
