@@ -45,8 +45,12 @@ data_dir = ""
 grpc_addr = "127.0.0.1:7700"
 # Storage URLs. Empty: embedded stores under data_dir.
 #   task_store   = "sqlite:///var/lib/multiscanner/tasks.db"
+#                  or "postgres://USER:PASSWORD@HOST:5432/DB"
 #   report_store = "sqlite:///var/lib/multiscanner/reports.db"
+#                  or "http://HOST:9200" (Elasticsearch or OpenSearch;
+#                  optionally ?index=PREFIX&shards=N&replicas=N)
 #   blob_store   = "file:///var/lib/multiscanner/samples"
+#                  or "s3://BUCKET/PREFIX" (see [scheduler.s3])
 task_store = ""
 report_store = ""
 blob_store = ""
@@ -68,6 +72,18 @@ max_attempts = 3
 # within one; a waiting task gains one level per aging_secs seconds, so low
 # priorities still progress under a constant stream of high ones.
 aging_secs = 60
+
+[scheduler.s3]
+# The S3-compatible service of an s3:// blob_store: its endpoint
+# (http(s)://HOST:PORT; empty: AWS itself), region and keys. The bucket must
+# exist.
+endpoint = ""
+region = ""
+access_key_id = ""
+secret_access_key = ""
+# Where large uploads are staged before they are sent; empty: the system's
+# temporary directory.
+staging_dir = ""
 
 [worker]
 # Schedulers to dial, tried in turn.

@@ -8,7 +8,7 @@ mod telemetry;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_TOML};
 
@@ -45,25 +45,15 @@ enum Command {
     },
     /// Scheduler and workers in one process, talking gRPC over loopback.
     AllInOne {
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, value_name = "HOST:PORT")]
-        grpc_addr: Option<SocketAddr>,
+        #[command(flatten)]
+        server: ServerArgs,
         #[arg(long, default_value_t = 1)]
         workers: u32,
     },
     /// The scheduler alone.
     Scheduler {
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, value_name = "HOST:PORT")]
-        grpc_addr: Option<SocketAddr>,
-        #[arg(long, value_name = "URL")]
-        task_store: Option<String>,
-        #[arg(long, value_name = "URL")]
-        report_store: Option<String>,
-        #[arg(long, value_name = "URL")]
-        blob_store: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// A worker dialling one or more schedulers.
     Worker {
@@ -81,6 +71,48 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// Where a scheduler listens and keeps its data.
+#[derive(Args)]
+struct ServerArgs {
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, value_name = "HOST:PORT")]
+    grpc_addr: Option<SocketAddr>,
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, value_name = "URL")]
+    task_store: Option<String>,
+    /// `sqlite://PATH`, or `http(s)://HOST:PORT` of Elasticsearch or
+    /// OpenSearch.
+    #[arg(long, value_name = "URL")]
+    report_store: Option<String>,
+    /// `file://DIR` or `s3://BUCKET[/PREFIX]` (endpoint and keys in the
+    /// `[scheduler.s3]` section).
+    #[arg(long, value_name = "URL")]
+    blob_store: Option<String>,
+}
+
+impl ServerArgs {
+    /// Lays the flags given over the configuration.
+    fn apply(self, config: &mut Config) {
+        if let Some(d) = self.data_dir {
+            config.data_dir = d;
+        }
+        let s = &mut config.scheduler;
+        if let Some(a) = self.grpc_addr {
+            s.grpc_addr = a;
+        }
+        for (flag, slot) in [
+            (self.task_store, &mut s.task_store),
+            (self.report_store, &mut s.report_store),
+            (self.blob_store, &mut s.blob_store),
+        ] {
+            if let Some(url) = flag {
+                *slot = url;
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -147,48 +179,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::AllInOne {
-            data_dir,
-            grpc_addr,
-            workers,
-        } => {
+        Command::AllInOne { server, workers } => {
             let _telemetry = telemetry::init("info");
-            if let Some(d) = data_dir {
-                config.data_dir = d;
-            }
-            if let Some(a) = grpc_addr {
-                config.scheduler.grpc_addr = a;
-            }
+            server.apply(&mut config);
             let mut mesh = mesh::Mesh::start(&config, workers).await?;
             tokio::select! {
                 res = mesh.failed() => res?,
                 () = shutdown_signal() => mesh.stop().await?,
             }
         }
-        Command::Scheduler {
-            data_dir,
-            grpc_addr,
-            task_store,
-            report_store,
-            blob_store,
-        } => {
+        Command::Scheduler { server } => {
             let _telemetry = telemetry::init("info");
-            if let Some(d) = data_dir {
-                config.data_dir = d;
-            }
-            let s = &mut config.scheduler;
-            if let Some(a) = grpc_addr {
-                s.grpc_addr = a;
-            }
-            for (flag, slot) in [
-                (task_store, &mut s.task_store),
-                (report_store, &mut s.report_store),
-                (blob_store, &mut s.blob_store),
-            ] {
-                if let Some(url) = flag {
-                    *slot = url;
-                }
-            }
+            server.apply(&mut config);
             config.resolve_stores();
             multiscanner_scheduler::run(config.scheduler, shutdown_signal()).await?;
         }

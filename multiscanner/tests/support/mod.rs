@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use multiscanner_proto::pb::{
     self, reports_client::ReportsClient, submit_request::Part, tasks_client::TasksClient,
 };
-use multiscanner_scheduler::{BoundScheduler, SchedulerConfig};
+use multiscanner_scheduler::{BoundScheduler, SchedulerConfig, config::S3Settings};
 use multiscanner_worker::{
     ModulesConfig, Registry, WorkerConfig, client, module::Module, registry,
 };
@@ -26,6 +26,8 @@ pub struct Cluster {
 }
 
 pub struct ClusterBuilder {
+    report_store: Option<String>,
+    blob_store: Option<(String, S3Settings)>,
     deadline_secs: u64,
     extra: Vec<Arc<dyn Module>>,
     modules: ModulesConfig,
@@ -35,6 +37,8 @@ pub struct ClusterBuilder {
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder {
+            report_store: None,
+            blob_store: None,
             deadline_secs: SchedulerConfig::default().task_deadline_secs,
             extra: Vec::new(),
             modules: ModulesConfig::default(),
@@ -186,6 +190,18 @@ impl ClusterBuilder {
         self
     }
 
+    /// Reports in this store instead of an embedded one.
+    pub fn report_store(mut self, url: String) -> Self {
+        self.report_store = Some(url);
+        self
+    }
+
+    /// Samples in this store instead of a local directory.
+    pub fn blob_store(mut self, url: String, s3: S3Settings) -> Self {
+        self.blob_store = Some((url, s3));
+        self
+    }
+
     pub fn workers(mut self, n: u32) -> Self {
         self.workers = n;
         self
@@ -197,8 +213,14 @@ impl ClusterBuilder {
         let config = SchedulerConfig {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             task_store: format!("sqlite://{p}/tasks.db"),
-            report_store: format!("sqlite://{p}/reports.db"),
-            blob_store: format!("file://{p}/samples"),
+            report_store: self
+                .report_store
+                .unwrap_or_else(|| format!("sqlite://{p}/reports.db")),
+            blob_store: self
+                .blob_store
+                .as_ref()
+                .map_or_else(|| format!("file://{p}/samples"), |(url, _)| url.clone()),
+            s3: self.blob_store.map(|(_, s3)| s3).unwrap_or_default(),
             heartbeat_interval_ms: 200,
             task_deadline_secs: self.deadline_secs,
             ..Default::default()

@@ -1,6 +1,7 @@
 //! Thin gRPC handlers: decode, call [`crate::core::Scheduler`], encode.
 
 pub mod hub;
+pub mod reports;
 pub mod tasks;
 
 use multiscanner_proto::domain::{Sha256, TaskId};

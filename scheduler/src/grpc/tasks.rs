@@ -1,11 +1,11 @@
-//! The public `Tasks` and `Reports` services.
+//! The public `Tasks` service.
 
 use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use multiscanner_proto::{
     domain::{Submission, TaskStatus},
-    pb::{self, reports_server::Reports, submit_request::Part, tasks_server::Tasks},
+    pb::{self, submit_request::Part, tasks_server::Tasks},
     trace,
 };
 use tokio::sync::broadcast::error::RecvError;
@@ -218,34 +218,4 @@ fn domain_status(status: i32) -> Option<TaskStatus> {
 
 fn is_final(status: i32) -> bool {
     domain_status(status).is_some_and(TaskStatus::is_final)
-}
-
-#[derive(Debug, Clone)]
-pub struct ReportsApi(pub Arc<Scheduler>);
-
-#[tonic::async_trait]
-impl Reports for ReportsApi {
-    async fn get_report(
-        &self,
-        request: Request<pb::GetReportRequest>,
-    ) -> Result<Response<pb::Report>, Status> {
-        let id = task_id(request.get_ref().task_id)?;
-        let (task, report) = self.0.report(id).await?;
-        Ok(Response::new(pb::Report {
-            task: Some(pb::Task::from(&task)),
-            report_json: report.to_string(),
-        }))
-    }
-
-    async fn get_report_by_sha256(
-        &self,
-        request: Request<pb::GetReportBySha256Request>,
-    ) -> Result<Response<pb::Report>, Status> {
-        let sha = sha256(&request.get_ref().sha256)?;
-        let (task, report) = self.0.report_by_sha256(sha).await?;
-        Ok(Response::new(pb::Report {
-            task: Some(pb::Task::from(&task)),
-            report_json: report.to_string(),
-        }))
-    }
 }
