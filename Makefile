@@ -17,3 +17,4 @@ scan:
 bench:
 	bash bench/scan.sh
 	bash bench/throughput.sh
+	bash bench/reports.sh
