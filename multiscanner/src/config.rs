@@ -103,13 +103,26 @@ shutdown_grace_secs = 30
 [worker.modules]
 # Modules to run on every file (their dependencies are added). Run
 # `multiscanner modules` to list the modules and whether they can run here.
-enabled = ["filemeta"]
+enabled = ["filemeta", "strings"]
 # Longest one module may take on one file, in seconds.
 timeout_secs = 300
 
 # Per-module overrides of timeout_secs.
 [worker.modules.timeouts]
 # filemeta = 60
+
+# ASCII and UTF-16LE strings, and the URLs, e-mail addresses, IPv4
+# addresses and domains in them.
+[worker.modules.strings]
+# Shortest run of printable characters that counts as a string.
+min_length = 4
+# Strings of each kind (ASCII, UTF-16) kept in the report; all are counted
+# and searched for indicators.
+max_strings = 2000
+# Characters kept of one string.
+max_string_length = 256
+# Indicators of each kind kept.
+max_indicators = 1000
 "#;
 
 impl Config {

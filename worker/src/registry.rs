@@ -7,9 +7,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::{module::Module, modules};
 
-/// Every built-in module, by name. Adding a module means adding it here.
+/// Every built-in module with its settings from `config`. Adding a module
+/// means adding it here.
+pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
+    vec![
+        Arc::new(modules::filemeta::FileMeta),
+        Arc::new(modules::strings::Strings {
+            config: config.strings.clone(),
+        }),
+    ]
+}
+
+/// Every built-in module with its default settings.
 pub fn builtin() -> Vec<Arc<dyn Module>> {
-    vec![Arc::new(modules::filemeta::FileMeta)]
+    builtin_with(&ModulesConfig::default())
 }
 
 /// Names of the built-in modules.
@@ -27,14 +38,17 @@ pub struct ModulesConfig {
     pub timeout_secs: u64,
     /// Per-module overrides of `timeout_secs`.
     pub timeouts: BTreeMap<String, u64>,
+    /// Settings of the `strings` module.
+    pub strings: modules::strings::StringsConfig,
 }
 
 impl Default for ModulesConfig {
     fn default() -> Self {
         Self {
-            enabled: vec!["filemeta".into()],
+            enabled: vec!["filemeta".into(), "strings".into()],
             timeout_secs: 300,
             timeouts: BTreeMap::new(),
+            strings: Default::default(),
         }
     }
 }
@@ -87,7 +101,7 @@ pub struct Registry {
 impl Registry {
     /// Selects the built-in modules named in `config`.
     pub fn from_config(config: &ModulesConfig) -> Result<Self, RegistryError> {
-        Self::with_modules(builtin(), config)
+        Self::with_modules(builtin_with(config), config)
     }
 
     /// Selects from `available`, so that embedders and tests can add modules
