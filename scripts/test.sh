@@ -12,12 +12,14 @@ source scripts/services.sh
 
 # libmagic-dev: filemeta links libmagic. ssdeep, tlsh-tools, file: reference
 # tools the tests compare our digests and types with; binutils: GNU strings,
-# the reference of the strings module. postgresql: the task
+# the reference of the strings module; zip, p7zip-full, xz-utils, bzip2: the
+# archives the archive module's tests unpack are made with them. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
 # openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
 # fetching the engines and talking to them. The S3 server (MinIO) is built
 # with the machine's Go (1.24 or later) from the Go module proxy.
-ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils python3 findutils postgresql \
+ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zip-full xz-utils bzip2 \
+  python3 findutils postgresql \
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 

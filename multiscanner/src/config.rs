@@ -103,7 +103,7 @@ shutdown_grace_secs = 30
 [worker.modules]
 # Modules to run on every file (their dependencies are added). Run
 # `multiscanner modules` to list the modules and whether they can run here.
-enabled = ["filemeta", "strings"]
+enabled = ["filemeta", "strings", "archive"]
 # Longest one module may take on one file, in seconds.
 timeout_secs = 300
 
@@ -123,6 +123,22 @@ max_strings = 2000
 max_string_length = 256
 # Indicators of each kind kept.
 max_indicators = 1000
+
+# Unpacks zip, 7z, tar, gzip, bzip2 and xz; every member becomes a child
+# node analysed like the submitted file. Extraction stops at the first limit
+# reached, and the report says which.
+[worker.modules.archive]
+# Tried on encrypted zip and 7z archives after the submission's password.
+passwords = ["infected"]
+# Deepest level of extracted files (keep it equal to scheduler.max_depth).
+max_depth = 8
+# Members taken from one archive.
+max_members = 1000
+# Bytes of one member (256 MiB), and of one archive's members in all (1 GiB).
+max_member_bytes = 268435456
+max_total_bytes = 1073741824
+# Bytes out per byte of archive (archives under 1 MiB count as 1 MiB).
+max_ratio = 100
 "#;
 
 impl Config {

@@ -49,6 +49,8 @@ fn node_report(
     let mut errors = Map::new();
     for r in by_node.get(&node.node_id).into_iter().flatten() {
         match &r.outcome {
+            // The module had nothing to say about this file (not its type).
+            Ok(Value::Null) => {}
             Ok(v) => {
                 out.insert(r.module.clone(), v.clone());
             }

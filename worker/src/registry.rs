@@ -12,6 +12,9 @@ use crate::{module::Module, modules};
 pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(modules::filemeta::FileMeta),
+        Arc::new(modules::archive::Archive {
+            config: config.archive.clone(),
+        }),
         Arc::new(modules::strings::Strings {
             config: config.strings.clone(),
         }),
@@ -40,15 +43,18 @@ pub struct ModulesConfig {
     pub timeouts: BTreeMap<String, u64>,
     /// Settings of the `strings` module.
     pub strings: modules::strings::StringsConfig,
+    /// Settings of the `archive` module.
+    pub archive: modules::archive::ArchiveConfig,
 }
 
 impl Default for ModulesConfig {
     fn default() -> Self {
         Self {
-            enabled: vec!["filemeta".into(), "strings".into()],
+            enabled: vec!["filemeta".into(), "strings".into(), "archive".into()],
             timeout_secs: 300,
             timeouts: BTreeMap::new(),
             strings: Default::default(),
+            archive: Default::default(),
         }
     }
 }
@@ -251,7 +257,7 @@ mod tests {
         let err = Registry::from_config(&config(&["filemeta", "nope"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
-        assert!(msg.contains("known modules: filemeta"), "{msg}");
+        assert!(msg.contains("known modules: archive, filemeta, strings"), "{msg}");
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! Built-in analysis modules, one file each.
 
+pub mod archive;
+#[cfg(test)]
+mod archive_test;
 pub mod filemeta;
 pub mod strings;
