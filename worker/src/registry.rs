@@ -12,6 +12,7 @@ use crate::{module::Module, modules};
 pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(modules::filemeta::FileMeta),
+        Arc::new(modules::pe::Pe),
         Arc::new(modules::archive::Archive {
             config: config.archive.clone(),
         }),
@@ -50,7 +51,12 @@ pub struct ModulesConfig {
 impl Default for ModulesConfig {
     fn default() -> Self {
         Self {
-            enabled: vec!["filemeta".into(), "strings".into(), "archive".into()],
+            enabled: vec![
+                "filemeta".into(),
+                "strings".into(),
+                "pe".into(),
+                "archive".into(),
+            ],
             timeout_secs: 300,
             timeouts: BTreeMap::new(),
             strings: Default::default(),
@@ -257,7 +263,10 @@ mod tests {
         let err = Registry::from_config(&config(&["filemeta", "nope"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
-        assert!(msg.contains("known modules: archive, filemeta, strings"), "{msg}");
+        assert!(
+            msg.contains("known modules: archive, filemeta, pe, strings"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -4,4 +4,5 @@ pub mod archive;
 #[cfg(test)]
 mod archive_test;
 pub mod filemeta;
+pub mod pe;
 pub mod strings;
