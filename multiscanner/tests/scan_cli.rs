@@ -302,7 +302,7 @@ fn config_init_prints_a_file_the_binary_accepts() {
 
     // An unknown module is refused with the list of known ones.
     let bad = String::from_utf8_lossy(&out.stdout).replace(
-        "enabled = [\"filemeta\", \"strings\", \"pe\", \"archive\"]",
+        "enabled = [\"filemeta\", \"strings\", \"pe\", \"elf\", \"archive\"]",
         "enabled = [\"filemeta\", \"nosuch\"]",
     );
     fs::write(&cfg, bad).unwrap();
@@ -318,7 +318,8 @@ fn config_init_prints_a_file_the_binary_accepts() {
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
-        err.contains("\"nosuch\"") && err.contains("known modules: archive, filemeta, pe, strings"),
+        err.contains("\"nosuch\"")
+            && err.contains("known modules: archive, elf, filemeta, pe, strings"),
         "{err}"
     );
 

@@ -13,6 +13,7 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(modules::filemeta::FileMeta),
         Arc::new(modules::pe::Pe),
+        Arc::new(modules::elf::ElfModule),
         Arc::new(modules::archive::Archive {
             config: config.archive.clone(),
         }),
@@ -55,6 +56,7 @@ impl Default for ModulesConfig {
                 "filemeta".into(),
                 "strings".into(),
                 "pe".into(),
+                "elf".into(),
                 "archive".into(),
             ],
             timeout_secs: 300,
@@ -264,7 +266,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         assert!(
-            msg.contains("known modules: archive, filemeta, pe, strings"),
+            msg.contains("known modules: archive, elf, filemeta, pe, strings"),
             "{msg}"
         );
     }

@@ -3,6 +3,7 @@
 pub mod archive;
 #[cfg(test)]
 mod archive_test;
+pub mod elf;
 pub mod filemeta;
 pub mod pe;
 pub mod strings;
