@@ -18,9 +18,8 @@ cargo build --release --locked -p multiscanner-scheduler --example report_bench
 work=$(mktemp -d)
 trap 'stop_search_node; rm -rf "$work"' EXIT
 
-rows=("sqlite=sqlite://$work/reports.db")
 out=$work/table.txt
-cargo run -q --release --locked -p multiscanner-scheduler --example report_bench -- "$n" "${rows[@]}" | tee "$out"
+target/release/examples/report_bench "$n" "sqlite=sqlite://$work/reports.db" | tee "$out"
 for engine in elasticsearch opensearch; do
   step "starting $engine"
   start_search_node "$engine" "$work/$engine"

@@ -14,13 +14,14 @@ source scripts/services.sh
 # tools the tests compare our digests and types with; binutils: GNU strings,
 # the reference of the strings module; zip, p7zip-full, xz-utils, bzip2: the
 # archives the archive module's tests unpack are made with them;
-# clamav-testfiles: real PE files (plain, packed, installers). postgresql: the task
+# clamav-testfiles: real PE files (plain, packed, installers); yara: libyara's
+# command, the reference of the yara module. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
 # openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
 # fetching the engines and talking to them. The S3 server (MinIO) is built
 # with the machine's Go (1.24 or later) from the Go module proxy.
 ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zip-full xz-utils bzip2 \
-  clamav-testfiles python3 python3-venv findutils postgresql \
+  clamav-testfiles yara python3 python3-venv findutils postgresql \
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 

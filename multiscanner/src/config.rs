@@ -139,6 +139,18 @@ max_member_bytes = 268435456
 max_total_bytes = 1073741824
 # Bytes out per byte of archive (archives under 1 MiB count as 1 MiB).
 max_ratio = 100
+
+# YARA rules, matched with yara-x. Not enabled by default: add "yara" to
+# enabled and name rule files or directories (.yar/.yara, recursive). A
+# broken rule file is reported and the others still load; rules are
+# compiled again when a file changes.
+[worker.modules.yara]
+rules = []
+# Longest scan of one file, in seconds.
+timeout_secs = 60
+# Matched strings listed per rule, and bytes shown of each.
+max_strings_per_rule = 20
+max_string_bytes = 64
 "#;
 
 impl Config {

@@ -10,7 +10,8 @@ use crate::{module::Module, modules};
 /// Every built-in module with its settings from `config`. Adding a module
 /// means adding it here.
 pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
-    vec![
+    #[allow(unused_mut)]
+    let mut list: Vec<Arc<dyn Module>> = vec![
         Arc::new(modules::filemeta::FileMeta),
         Arc::new(modules::pe::Pe),
         Arc::new(modules::elf::ElfModule),
@@ -20,7 +21,10 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
         Arc::new(modules::strings::Strings {
             config: config.strings.clone(),
         }),
-    ]
+    ];
+    #[cfg(feature = "yara")]
+    list.push(Arc::new(modules::yara::Yara::new(config.yara.clone())));
+    list
 }
 
 /// Every built-in module with its default settings.
@@ -47,6 +51,8 @@ pub struct ModulesConfig {
     pub strings: modules::strings::StringsConfig,
     /// Settings of the `archive` module.
     pub archive: modules::archive::ArchiveConfig,
+    /// Settings of the `yara` module.
+    pub yara: modules::yara_config::YaraConfig,
 }
 
 impl Default for ModulesConfig {
@@ -63,6 +69,7 @@ impl Default for ModulesConfig {
             timeouts: BTreeMap::new(),
             strings: Default::default(),
             archive: Default::default(),
+            yara: Default::default(),
         }
     }
 }
@@ -266,7 +273,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         assert!(
-            msg.contains("known modules: archive, elf, filemeta, pe, strings"),
+            msg.contains("known modules: archive, elf, filemeta, pe, strings, yara"),
             "{msg}"
         );
     }

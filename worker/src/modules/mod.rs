@@ -7,3 +7,6 @@ pub mod elf;
 pub mod filemeta;
 pub mod pe;
 pub mod strings;
+#[cfg(feature = "yara")]
+pub mod yara;
+pub mod yara_config;
