@@ -39,6 +39,16 @@ CREATE TABLE report_fields (
     scan_time    INTEGER
 );
 CREATE INDEX report_fields_sample ON report_fields (sha256, task_id);
+-- The exact search compares keyword columns without regard to case.
+CREATE INDEX report_fields_sha256_nocase ON report_fields (sha256 COLLATE NOCASE);
+CREATE INDEX report_fields_md5 ON report_fields (md5 COLLATE NOCASE);
+CREATE INDEX report_fields_sha1 ON report_fields (sha1 COLLATE NOCASE);
+CREATE INDEX report_fields_sha512 ON report_fields (sha512 COLLATE NOCASE);
+CREATE INDEX report_fields_filename ON report_fields (filename COLLATE NOCASE);
+CREATE INDEX report_fields_filetype ON report_fields (filetype COLLATE NOCASE);
+CREATE INDEX report_fields_mimetype ON report_fields (mimetype COLLATE NOCASE);
+CREATE INDEX report_fields_ssdeep ON report_fields (ssdeep COLLATE NOCASE);
+CREATE INDEX report_fields_tlsh ON report_fields (tlsh COLLATE NOCASE);
 CREATE TABLE report_terms (
     task_id INTEGER NOT NULL,
     field   TEXT    NOT NULL,
