@@ -34,6 +34,9 @@ cleanup() {
 trap cleanup EXIT
 start_private_pg "$pg_home"
 
+# The targets are for the filemeta module alone.
+printf '[worker.modules]\nenabled = ["filemeta"]\n' > "$work/filemeta-only.toml"
+
 rows=$(mktemp)
 run() { # store workers
   local store=$1 workers=$2 d="$work/$1-$2" task_url
@@ -49,7 +52,8 @@ run() { # store workers
     --report-store "sqlite://$d/reports.db" --blob-store "file://$d/samples"
   procs=("$sched_pid")
   for i in $(seq 1 "$workers"); do
-    "$bin" worker --scheduler "http://$sched_addr" > "$d/worker-$i.log" 2>&1 &
+    "$bin" --config "$work/filemeta-only.toml" worker --scheduler "http://$sched_addr" \
+      > "$d/worker-$i.log" 2>&1 &
     procs+=($!)
   done
   # Let the workers connect, and warm up.
