@@ -15,13 +15,14 @@ source scripts/services.sh
 # the reference of the strings module; zip, p7zip-full, xz-utils, bzip2: the
 # archives the archive module's tests unpack are made with them;
 # clamav-testfiles: real PE files (plain, packed, installers); yara: libyara's
-# command, the reference of the yara module. postgresql: the task
+# command, the reference of the yara module; libimage-exiftool-perl: the
+# exiftool module runs it. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
 # openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
 # fetching the engines and talking to them. The S3 server (MinIO) is built
 # with the machine's Go (1.24 or later) from the Go module proxy.
 ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zip-full xz-utils bzip2 \
-  clamav-testfiles yara python3 python3-venv findutils postgresql \
+  clamav-testfiles yara libimage-exiftool-perl python3 python3-venv findutils postgresql \
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 

@@ -140,6 +140,22 @@ max_total_bytes = 1073741824
 # Bytes out per byte of archive (archives under 1 MiB count as 1 MiB).
 max_ratio = 100
 
+# ExifTool's metadata (Debian: libimage-exiftool-perl). Not enabled by
+# default: add "exiftool" to enabled.
+[worker.modules.exiftool]
+program = "exiftool"
+timeout_secs = 60
+
+# Any command-line tool becomes a module by configuration alone: its name is
+# the table's, "{file}" in argv stands for the sample (run directly, never
+# through a shell), output = "json" or "text". Enable it by name.
+# [worker.modules.commands.trid]
+# argv = ["trid", "-r:3", "{file}"]
+# output = "text"
+# timeout_secs = 120
+# max_output_bytes = 1048576
+# version = "1"
+
 # YARA rules, matched with yara-x. Not enabled by default: add "yara" to
 # enabled and name rule files or directories (.yar/.yara, recursive). A
 # broken rule file is reported and the others still load; rules are

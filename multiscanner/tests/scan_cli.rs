@@ -319,7 +319,7 @@ fn config_init_prints_a_file_the_binary_accepts() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
         err.contains("\"nosuch\"")
-            && err.contains("known modules: archive, elf, filemeta, pe, strings, yara"),
+            && err.contains("known modules: archive, elf, exiftool, filemeta, pe, strings, yara"),
         "{err}"
     );
 

@@ -22,8 +22,24 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
             config: config.strings.clone(),
         }),
     ];
+    list.push(Arc::new(modules::command::Command::exiftool(
+        &config.exiftool,
+    )));
     #[cfg(feature = "yara")]
     list.push(Arc::new(modules::yara::Yara::new(config.yara.clone())));
+    // Configured commands come last: one that takes a built-in module's
+    // name replaces it and says why it cannot run.
+    let taken: Vec<&'static str> = list.iter().map(|m| m.name()).collect();
+    for (name, command) in &config.commands {
+        let refused = taken
+            .contains(&name.as_str())
+            .then(|| format!("the name {name:?} belongs to a built-in module; choose another"));
+        list.push(Arc::new(modules::command::Command::configured(
+            name,
+            command.clone(),
+            refused,
+        )));
+    }
     list
 }
 
@@ -53,6 +69,10 @@ pub struct ModulesConfig {
     pub archive: modules::archive::ArchiveConfig,
     /// Settings of the `yara` module.
     pub yara: modules::yara_config::YaraConfig,
+    /// Settings of the `exiftool` module.
+    pub exiftool: modules::command::ExiftoolConfig,
+    /// External tools run as modules, by name.
+    pub commands: BTreeMap<String, modules::command::CommandConfig>,
 }
 
 impl Default for ModulesConfig {
@@ -70,6 +90,8 @@ impl Default for ModulesConfig {
             strings: Default::default(),
             archive: Default::default(),
             yara: Default::default(),
+            exiftool: Default::default(),
+            commands: BTreeMap::new(),
         }
     }
 }
@@ -273,7 +295,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         assert!(
-            msg.contains("known modules: archive, elf, filemeta, pe, strings, yara"),
+            msg.contains("known modules: archive, elf, exiftool, filemeta, pe, strings, yara"),
             "{msg}"
         );
     }

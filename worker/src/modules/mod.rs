@@ -3,6 +3,7 @@
 pub mod archive;
 #[cfg(test)]
 mod archive_test;
+pub mod command;
 pub mod elf;
 pub mod filemeta;
 pub mod pe;
