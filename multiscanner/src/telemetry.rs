@@ -13,8 +13,10 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitEx
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
 pub fn init(default_level: &str) -> SdkTracerProvider {
     let provider = SdkTracerProvider::builder().build();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Parsers log what they find odd in hostile samples; the module's result
+    // says what matters, so their warnings stay out of the log by default.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},goblin=error")));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
