@@ -16,22 +16,24 @@ source scripts/services.sh
 # archives the archive module's tests unpack are made with them;
 # clamav-testfiles: real PE files (plain, packed, installers); yara: libyara's
 # command, the reference of the yara module; libimage-exiftool-perl: the
-# exiftool module runs it. postgresql: the task
+# exiftool module runs it. clamav-daemon, clamav: the clamav module's test
+# starts a private clamd and compares it with clamscan. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
 # openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
 # fetching the engines and talking to them. The S3 server (MinIO) is built
 # with the machine's Go (1.24 or later) from the Go module proxy.
 ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zip-full xz-utils bzip2 \
-  clamav-testfiles yara libimage-exiftool-perl python3 python3-venv findutils postgresql \
+  clamav-testfiles clamav-daemon clamav yara libimage-exiftool-perl python3 python3-venv findutils postgresql \
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 
-# pefile (PyPI), the reference the pe module is compared with, in a venv of
-# its own in the cache.
+# pefile and pdfid (PyPI), the references the pe and pdf modules are
+# compared with, in a venv of its own in the cache.
 step "reference Python libraries (cached in $(services_cache)/venv)"
 venv=$(services_cache)/venv
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import pefile' 2>/dev/null || "$venv/bin/pip" install -q pefile==2024.8.26
+"$venv/bin/python" -c 'import pefile, pdfid' 2>/dev/null ||
+  "$venv/bin/pip" install -q pefile==2024.8.26 pdfid==1.1.3
 export MULTISCANNER_PYTHON=$venv/bin/python
 
 step "search engines and S3 server (cached in $(services_cache))"

@@ -103,7 +103,7 @@ shutdown_grace_secs = 30
 [worker.modules]
 # Modules to run on every file (their dependencies are added). Run
 # `multiscanner modules` to list the modules and whether they can run here.
-enabled = ["filemeta", "strings", "pe", "elf", "archive"]
+enabled = ["filemeta", "strings", "pe", "elf", "pdf", "fileextensions", "archive"]
 # Longest one module may take on one file, in seconds.
 timeout_secs = 300
 
@@ -145,6 +145,31 @@ max_ratio = 100
 [worker.modules.exiftool]
 program = "exiftool"
 timeout_secs = 60
+
+# Known-file lookup: MD5, SHA-1 and SHA-256 looked up in local hash sets
+# (NSRL RDS 2.x NSRLFile.txt, sha256sum/sha1sum/md5sum output, or one hash
+# per line). Not enabled by default: add "nsrl" to enabled.
+[worker.modules.nsrl]
+hash_files = []
+
+# What VirusTotal knows about each file, looked up by SHA-256 (API v3; the
+# file is never uploaded). Not enabled by default: add "virustotal" to
+# enabled and give a key (or MULTISCANNER_WORKER__MODULES__VIRUSTOTAL__API_KEY).
+[worker.modules.virustotal]
+api_key = ""
+url = "https://www.virustotal.com/api/v3"
+timeout_secs = 30
+# The public API allows 4 requests a minute; requests are spaced to it.
+requests_per_minute = 4
+# Times a lookup refused for quota (429) is tried again.
+max_retries = 3
+
+# A running clamd (Debian: clamav-daemon) scans each file streamed to it
+# (INSTREAM). Not enabled by default: add "clamav" to enabled.
+[worker.modules.clamav]
+# clamd's LocalSocket path, or HOST:PORT of its TCPSocket.
+address = "/var/run/clamav/clamd.ctl"
+connect_timeout_secs = 5
 
 # Any command-line tool becomes a module by configuration alone: its name is
 # the table's, "{file}" in argv stands for the sample (run directly, never

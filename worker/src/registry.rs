@@ -15,11 +15,20 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
         Arc::new(modules::filemeta::FileMeta),
         Arc::new(modules::pe::Pe),
         Arc::new(modules::elf::ElfModule),
+        Arc::new(modules::pdf::Pdf),
+        Arc::new(modules::fileextensions::FileExtensions),
+        Arc::new(modules::nsrl::Nsrl::new(config.nsrl.clone())),
+        Arc::new(modules::virustotal::VirusTotal::new(
+            config.virustotal.clone(),
+        )),
         Arc::new(modules::archive::Archive {
             config: config.archive.clone(),
         }),
         Arc::new(modules::strings::Strings {
             config: config.strings.clone(),
+        }),
+        Arc::new(modules::clamav::Clamav {
+            config: config.clamav.clone(),
         }),
     ];
     list.push(Arc::new(modules::command::Command::exiftool(
@@ -71,6 +80,12 @@ pub struct ModulesConfig {
     pub yara: modules::yara_config::YaraConfig,
     /// Settings of the `exiftool` module.
     pub exiftool: modules::command::ExiftoolConfig,
+    /// Settings of the `clamav` module.
+    pub clamav: modules::clamav::ClamavConfig,
+    /// Settings of the `nsrl` module.
+    pub nsrl: modules::nsrl::NsrlConfig,
+    /// Settings of the `virustotal` module.
+    pub virustotal: modules::virustotal::VirusTotalConfig,
     /// External tools run as modules, by name.
     pub commands: BTreeMap<String, modules::command::CommandConfig>,
 }
@@ -83,6 +98,8 @@ impl Default for ModulesConfig {
                 "strings".into(),
                 "pe".into(),
                 "elf".into(),
+                "pdf".into(),
+                "fileextensions".into(),
                 "archive".into(),
             ],
             timeout_secs: 300,
@@ -91,6 +108,9 @@ impl Default for ModulesConfig {
             archive: Default::default(),
             yara: Default::default(),
             exiftool: Default::default(),
+            clamav: Default::default(),
+            nsrl: Default::default(),
+            virustotal: Default::default(),
             commands: BTreeMap::new(),
         }
     }
@@ -294,10 +314,13 @@ mod tests {
         let err = Registry::from_config(&config(&["filemeta", "nope"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
-        assert!(
-            msg.contains("known modules: archive, elf, exiftool, filemeta, pe, strings, yara"),
-            "{msg}"
-        );
+        let mut known = "known modules: archive, clamav, elf, exiftool, fileextensions, \
+                         filemeta, nsrl, pdf, pe, strings, virustotal"
+            .to_owned();
+        if cfg!(feature = "yara") {
+            known.push_str(", yara");
+        }
+        assert!(msg.ends_with(&known), "{msg}");
     }
 
     #[test]

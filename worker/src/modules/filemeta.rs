@@ -275,17 +275,21 @@ fn with_magic<T>(f: impl FnOnce(Result<&Magic, String>) -> T) -> T {
     })
 }
 
+/// A libmagic handle with the system's database loaded.
+pub(crate) fn open_magic(
+    flags: magic::cookie::Flags,
+) -> Result<magic::Cookie<magic::cookie::Load>, String> {
+    magic::Cookie::open(flags)
+        .map_err(|e| e.to_string())?
+        .load(&magic::cookie::DatabasePaths::default())
+        .map_err(|e| e.to_string())
+}
+
 fn load_magic() -> Result<Magic, String> {
-    use magic::cookie::{DatabasePaths, Flags};
-    let open = |flags: Flags| {
-        magic::Cookie::open(flags)
-            .map_err(|e| e.to_string())?
-            .load(&DatabasePaths::default())
-            .map_err(|e| e.to_string())
-    };
+    use magic::cookie::Flags;
     Ok(Magic {
-        text: open(Flags::ERROR)?,
-        mime: open(Flags::ERROR | Flags::MIME_TYPE)?,
+        text: open_magic(Flags::ERROR)?,
+        mime: open_magic(Flags::ERROR | Flags::MIME_TYPE)?,
     })
 }
 

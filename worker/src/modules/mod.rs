@@ -3,11 +3,18 @@
 pub mod archive;
 #[cfg(test)]
 mod archive_test;
+pub mod clamav;
 pub mod command;
 pub mod elf;
+pub mod fileextensions;
 pub mod filemeta;
+pub mod nsrl;
+pub mod pdf;
+mod pdf_keywords;
+mod pdf_objects;
 pub mod pe;
 pub mod strings;
+pub mod virustotal;
 #[cfg(feature = "yara")]
 pub mod yara;
 pub mod yara_config;

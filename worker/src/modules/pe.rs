@@ -59,9 +59,27 @@ impl Module for Pe {
 /// The whole file if it starts with `magic` (and is not too large to
 /// parse).
 pub fn read_if(path: &std::path::Path, magic: &[u8]) -> Result<Option<Vec<u8>>, ModuleError> {
+    read_if_within(path, magic, 0)
+}
+
+/// Like [`read_if`], with `magic` anywhere in the first `within` bytes
+/// (0: at the start only).
+pub fn read_if_within(
+    path: &std::path::Path,
+    magic: &[u8],
+    within: usize,
+) -> Result<Option<Vec<u8>>, ModuleError> {
     let mut file = std::fs::File::open(path)?;
-    let mut head = vec![0u8; magic.len()];
-    if file.read_exact(&mut head).is_err() || head != magic {
+    let mut head = Vec::new();
+    (&mut file)
+        .take((within.max(magic.len())) as u64)
+        .read_to_end(&mut head)?;
+    let found = if within == 0 {
+        head.starts_with(magic)
+    } else {
+        head.windows(magic.len()).any(|w| w == magic)
+    };
+    if !found {
         return Ok(None);
     }
     let size = file.metadata()?.len();
