@@ -1,5 +1,5 @@
 # Developer entry points. `make test` is the README's test command.
-.PHONY: fmt lint test scan bench
+.PHONY: fmt lint test scan bench fuzz
 
 fmt:
 	cargo fmt --all
@@ -18,3 +18,7 @@ bench:
 	bash bench/scan.sh
 	bash bench/throughput.sh
 	bash bench/reports.sh
+
+# Mutation fuzzing of the parser modules: FUZZ_SECS per module (default 60).
+fuzz:
+	cargo run --release -p multiscanner-worker --no-default-features --example fuzz

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+pub mod fuzz;
 pub mod module;
 pub mod modules;
 pub mod registry;
