@@ -18,6 +18,7 @@ bench:
 	bash bench/scan.sh
 	bash bench/throughput.sh
 	bash bench/reports.sh
+	bash bench/modules.sh
 
 # Mutation fuzzing of the parser modules: FUZZ_SECS per module (default 60).
 fuzz:
