@@ -27,14 +27,24 @@ ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zi
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 
-# pefile and pdfid (PyPI), the references the pe and pdf modules are
-# compared with, in a venv of its own in the cache.
+# pefile, pdfid and oletools (PyPI), the references the pe, pdf and office
+# modules are compared with, in a venv of its own in the cache; and the
+# Office documents of oletools' source distribution (PyPI too) as inputs.
 step "reference Python libraries (cached in $(services_cache)/venv)"
 venv=$(services_cache)/venv
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import pefile, pdfid' 2>/dev/null ||
-  "$venv/bin/pip" install -q pefile==2024.8.26 pdfid==1.1.3
+"$venv/bin/python" -c 'import pefile, pdfid, oletools' 2>/dev/null ||
+  "$venv/bin/pip" install -q pefile==2024.8.26 pdfid==1.1.3 oletools==0.60.2
 export MULTISCANNER_PYTHON=$venv/bin/python
+office=$(services_cache)/office-samples
+if [[ ! -d $office/test-data ]]; then
+  rm -rf "$office.partial" && mkdir -p "$office.partial"
+  "$venv/bin/pip" download -q --no-binary :all: --no-deps -d "$office.partial" oletools==0.60.2
+  unzip -q "$office.partial"/oletools-0.60.2.zip 'oletools-0.60.2/tests/test-data/*' -d "$office.partial"
+  mkdir -p "$office" && mv "$office.partial"/oletools-0.60.2/tests/test-data "$office/test-data"
+  rm -rf "$office.partial"
+fi
+export MULTISCANNER_OFFICE_SAMPLES=$office/test-data
 
 step "search engines and S3 server (cached in $(services_cache))"
 fetch_engines

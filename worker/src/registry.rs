@@ -16,6 +16,7 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
         Arc::new(modules::pe::Pe),
         Arc::new(modules::elf::ElfModule),
         Arc::new(modules::pdf::Pdf),
+        Arc::new(modules::office::Office),
         Arc::new(modules::fileextensions::FileExtensions),
         Arc::new(modules::nsrl::Nsrl::new(config.nsrl.clone())),
         Arc::new(modules::virustotal::VirusTotal::new(
@@ -99,6 +100,7 @@ impl Default for ModulesConfig {
                 "pe".into(),
                 "elf".into(),
                 "pdf".into(),
+                "office".into(),
                 "fileextensions".into(),
                 "archive".into(),
             ],
@@ -315,7 +317,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         let mut known = "known modules: archive, clamav, elf, exiftool, fileextensions, \
-                         filemeta, nsrl, pdf, pe, strings, virustotal"
+                         filemeta, nsrl, office, pdf, pe, strings, virustotal"
             .to_owned();
         if cfg!(feature = "yara") {
             known.push_str(", yara");
