@@ -164,6 +164,20 @@ requests_per_minute = 4
 # Times a lookup refused for quota (429) is tried again.
 max_retries = 3
 
+# Detonation in a Cuckoo or CAPE sandbox (submit, poll, fetch the report).
+# Not enabled by default: add "cuckoo" to enabled, and give it a module
+# timeout above analysis_timeout_secs under [worker.modules.timeouts].
+[worker.modules.cuckoo]
+url = "http://127.0.0.1:8090"
+# "cuckoo" (Cuckoo 2's API) or "cape" (CAPE's apiv2).
+flavour = "cuckoo"
+api_key = ""
+poll_interval_secs = 15
+analysis_timeout_secs = 900
+# Seconds the sample runs in the sandbox.
+detonation_secs = 120
+request_timeout_secs = 60
+
 # A running clamd (Debian: clamav-daemon) scans each file streamed to it
 # (INSTREAM). Not enabled by default: add "clamav" to enabled.
 [worker.modules.clamav]

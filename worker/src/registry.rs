@@ -22,6 +22,7 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
         Arc::new(modules::virustotal::VirusTotal::new(
             config.virustotal.clone(),
         )),
+        Arc::new(modules::cuckoo::Cuckoo::new(config.cuckoo.clone())),
         Arc::new(modules::archive::Archive {
             config: config.archive.clone(),
         }),
@@ -87,6 +88,8 @@ pub struct ModulesConfig {
     pub nsrl: modules::nsrl::NsrlConfig,
     /// Settings of the `virustotal` module.
     pub virustotal: modules::virustotal::VirusTotalConfig,
+    /// Settings of the `cuckoo` module (Cuckoo or CAPE sandboxes).
+    pub cuckoo: modules::cuckoo::CuckooConfig,
     /// External tools run as modules, by name.
     pub commands: BTreeMap<String, modules::command::CommandConfig>,
 }
@@ -113,6 +116,7 @@ impl Default for ModulesConfig {
             clamav: Default::default(),
             nsrl: Default::default(),
             virustotal: Default::default(),
+            cuckoo: Default::default(),
             commands: BTreeMap::new(),
         }
     }
@@ -316,7 +320,7 @@ mod tests {
         let err = Registry::from_config(&config(&["filemeta", "nope"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
-        let mut known = "known modules: archive, clamav, elf, exiftool, fileextensions, \
+        let mut known = "known modules: archive, clamav, cuckoo, elf, exiftool, fileextensions, \
                          filemeta, nsrl, office, pdf, pe, strings, virustotal"
             .to_owned();
         if cfg!(feature = "yara") {

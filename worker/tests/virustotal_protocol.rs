@@ -5,112 +5,58 @@
 //! `NotFoundError` with 404; `WrongCredentialsError` with 401;
 //! `QuotaExceededError` with 429.
 
+mod common;
+
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
 };
 
+use common::http::{Answer, serve};
 use multiscanner_proto::domain::Sha256;
 use multiscanner_worker::module::{Module, ScanInput};
 use multiscanner_worker::modules::virustotal::{VirusTotal, VirusTotalConfig};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::TcpListener,
-};
 
 const KEY: &str = "test-key-0123";
 
-/// A request as the server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    api_key: Option<String>,
-}
-
-/// A status, extra headers and a JSON body.
-type Answer = (u16, Vec<(String, String)>, Value);
-
-/// Answers in order; when they run out, 404 `NotFoundError`.
+/// Answers given in order to requests with the right key; when they run
+/// out, 404 `NotFoundError`. A wrong key gets 401 `WrongCredentialsError`.
 #[derive(Clone, Default)]
-struct Server {
-    answers: Arc<Mutex<VecDeque<Answer>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
+struct Queue(Arc<Mutex<VecDeque<Answer>>>);
+
+impl Queue {
+    fn push(&self, answer: Answer) {
+        self.0.lock().unwrap().push_back(answer);
+    }
+
+    async fn start(&self) -> (String, common::http::Seen) {
+        let queue = self.clone();
+        let (base, seen) = serve(move |req| {
+            if req.headers.get("x-apikey").map(String::as_str) != Some(KEY) {
+                return Answer::json(
+                    401,
+                    json!({"error": {"code": "WrongCredentialsError", "message": "Wrong API key"}}),
+                );
+            }
+            queue.0.lock().unwrap().pop_front().unwrap_or_else(|| {
+                Answer::json(
+                    404,
+                    json!({"error": {"code": "NotFoundError", "message": "File not found"}}),
+                )
+            })
+        })
+        .await;
+        (format!("{base}/api/v3"), seen)
+    }
 }
 
-impl Server {
-    fn push(&self, status: u16, headers: &[(&str, &str)], body: Value) {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.answers
-            .lock()
-            .unwrap()
-            .push_back((status, headers, body));
-    }
-
-    async fn start(self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let this = self.clone();
-                tokio::spawn(async move {
-                    let (rx, mut tx) = stream.into_split();
-                    let mut lines = BufReader::new(rx).lines();
-                    let Ok(Some(request)) = lines.next_line().await else {
-                        return;
-                    };
-                    let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let mut api_key = None;
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        if line.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':')
-                            && k.eq_ignore_ascii_case("x-apikey")
-                        {
-                            api_key = Some(v.trim().to_owned());
-                        }
-                    }
-                    this.seen.lock().unwrap().push(Seen {
-                        path,
-                        api_key: api_key.clone(),
-                    });
-                    let (status, headers, body) = if api_key.as_deref() != Some(KEY) {
-                        (
-                            401,
-                            vec![],
-                            json!({"error": {"code": "WrongCredentialsError",
-                            "message": "Wrong API key"}}),
-                        )
-                    } else {
-                        this.answers.lock().unwrap().pop_front().unwrap_or((
-                            404,
-                            vec![],
-                            json!({"error": {"code": "NotFoundError",
-                                "message": "File not found"}}),
-                        ))
-                    };
-                    let body = body.to_string();
-                    let mut head = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
-                         content-length: {}\r\nconnection: close\r\n",
-                        body.len()
-                    );
-                    for (k, v) in headers {
-                        head.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    head.push_str("\r\n");
-                    let _ = tx.write_all(head.as_bytes()).await;
-                    let _ = tx.write_all(body.as_bytes()).await;
-                });
-            }
-        });
-        format!("http://{addr}/api/v3")
-    }
+fn quota_exceeded() -> Answer {
+    Answer::json(
+        429,
+        json!({"error": {"code": "QuotaExceededError", "message": "Quota exceeded"}}),
+    )
+    .with_header("retry-after", "0")
 }
 
 fn module(url: &str, key: &str) -> VirusTotal {
@@ -163,13 +109,13 @@ fn file_object() -> Value {
 
 #[tokio::test]
 async fn known_unknown_quota_and_bad_key() {
-    let server = Server::default();
-    let url = server.clone().start().await;
+    let server = Queue::default();
+    let (url, seen) = server.start().await;
     let vt = module(&url, KEY);
     vt.check().unwrap();
     let sha = Sha256([0xab; 32]);
 
-    server.push(200, &[], file_object());
+    server.push(Answer::json(200, file_object()));
     let r = vt.scan(input(sha)).await.unwrap().result.unwrap();
     assert_eq!(r["found"], true);
     assert_eq!(r["malicious"], 2);
@@ -190,9 +136,9 @@ async fn known_unknown_quota_and_bad_key() {
         ]
     );
     {
-        let seen = server.seen.lock().unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].method, "GET");
         assert_eq!(seen[0].path, format!("/api/v3/files/{sha}"));
-        assert_eq!(seen[0].api_key.as_deref(), Some(KEY));
     }
 
     // Not known to VirusTotal: a result that says so.
@@ -205,26 +151,16 @@ async fn known_unknown_quota_and_bad_key() {
     assert_eq!(r, json!({"found": false}));
 
     // Quota: retried after the wait asked for, then answered.
-    server.push(
-        429,
-        &[("retry-after", "0")],
-        json!({"error": {"code": "QuotaExceededError",
-        "message": "Quota exceeded"}}),
-    );
-    server.push(200, &[], file_object());
-    let before = server.seen.lock().unwrap().len();
+    server.push(quota_exceeded());
+    server.push(Answer::json(200, file_object()));
+    let before = seen.lock().unwrap().len();
     let r = vt.scan(input(sha)).await.unwrap().result.unwrap();
     assert_eq!(r["found"], true);
-    assert_eq!(server.seen.lock().unwrap().len(), before + 2);
+    assert_eq!(seen.lock().unwrap().len(), before + 2);
 
     // Quota refused every time: an error once the retries are spent.
     for _ in 0..3 {
-        server.push(
-            429,
-            &[("retry-after", "0")],
-            json!({"error": {"code": "QuotaExceededError",
-            "message": "Quota exceeded"}}),
-        );
+        server.push(quota_exceeded());
     }
     let err = vt.scan(input(sha)).await.unwrap_err().to_string();
     assert!(err.contains("QuotaExceededError"), "{err}");

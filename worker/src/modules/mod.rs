@@ -5,6 +5,7 @@ pub mod archive;
 mod archive_test;
 pub mod clamav;
 pub mod command;
+pub mod cuckoo;
 pub mod elf;
 pub mod fileextensions;
 pub mod filemeta;
