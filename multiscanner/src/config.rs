@@ -178,6 +178,15 @@ analysis_timeout_secs = 900
 detonation_secs = 120
 request_timeout_secs = 60
 
+# The engines of an OPSWAT MetaDefender Core server (REST v4: the file is
+# uploaded, the result polled). Not enabled by default: add "metadefender".
+[worker.modules.metadefender]
+url = "http://127.0.0.1:8008"
+api_key = ""
+poll_interval_secs = 5
+analysis_timeout_secs = 300
+request_timeout_secs = 60
+
 # A running clamd (Debian: clamav-daemon) scans each file streamed to it
 # (INSTREAM). Not enabled by default: add "clamav" to enabled.
 [worker.modules.clamav]

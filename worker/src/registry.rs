@@ -23,6 +23,9 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
             config.virustotal.clone(),
         )),
         Arc::new(modules::cuckoo::Cuckoo::new(config.cuckoo.clone())),
+        Arc::new(modules::metadefender::MetaDefender::new(
+            config.metadefender.clone(),
+        )),
         Arc::new(modules::archive::Archive {
             config: config.archive.clone(),
         }),
@@ -90,6 +93,8 @@ pub struct ModulesConfig {
     pub virustotal: modules::virustotal::VirusTotalConfig,
     /// Settings of the `cuckoo` module (Cuckoo or CAPE sandboxes).
     pub cuckoo: modules::cuckoo::CuckooConfig,
+    /// Settings of the `metadefender` module.
+    pub metadefender: modules::metadefender::MetaDefenderConfig,
     /// External tools run as modules, by name.
     pub commands: BTreeMap<String, modules::command::CommandConfig>,
 }
@@ -117,6 +122,7 @@ impl Default for ModulesConfig {
             nsrl: Default::default(),
             virustotal: Default::default(),
             cuckoo: Default::default(),
+            metadefender: Default::default(),
             commands: BTreeMap::new(),
         }
     }
@@ -321,7 +327,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         let mut known = "known modules: archive, clamav, cuckoo, elf, exiftool, fileextensions, \
-                         filemeta, nsrl, office, pdf, pe, strings, virustotal"
+                         filemeta, metadefender, nsrl, office, pdf, pe, strings, virustotal"
             .to_owned();
         if cfg!(feature = "yara") {
             known.push_str(", yara");
