@@ -17,13 +17,15 @@ source scripts/services.sh
 # clamav-testfiles: real PE files (plain, packed, installers); yara: libyara's
 # command, the reference of the yara module; libimage-exiftool-perl: the
 # exiftool module runs it. clamav-daemon, clamav: the clamav module's test
-# starts a private clamd and compares it with clamscan. postgresql: the task
+# starts a private clamd and compares it with clamscan. llvm-14, lld-14:
+# the macho module's test builds Mach-O files and reads them back with
+# LLVM's tools. postgresql: the task
 # store suite starts a private server from it (never the system's cluster).
 # openjdk-17-jre-headless: Elasticsearch 8 runs on it. unzip, maven, curl:
 # fetching the engines and talking to them. The S3 server (MinIO) is built
 # with the machine's Go (1.24 or later) from the Go module proxy.
 ensure_packages libmagic-dev pkg-config ssdeep tlsh-tools file binutils zip p7zip-full xz-utils bzip2 \
-  clamav-testfiles clamav-daemon clamav yara libimage-exiftool-perl python3 python3-venv findutils postgresql \
+  clamav-testfiles clamav-daemon clamav llvm-14 lld-14 yara libimage-exiftool-perl python3 python3-venv findutils postgresql \
   openjdk-17-jre-headless unzip maven curl
 ensure_rust
 

@@ -103,7 +103,9 @@ shutdown_grace_secs = 30
 [worker.modules]
 # Modules to run on every file (their dependencies are added). Run
 # `multiscanner modules` to list the modules and whether they can run here.
-enabled = ["filemeta", "strings", "pe", "elf", "pdf", "office", "fileextensions", "archive"]
+enabled = [
+  "filemeta", "strings", "pe", "elf", "macho", "pdf", "office", "fileextensions", "archive",
+]
 # Longest one module may take on one file, in seconds.
 timeout_secs = 300
 

@@ -15,6 +15,7 @@ pub fn builtin_with(config: &ModulesConfig) -> Vec<Arc<dyn Module>> {
         Arc::new(modules::filemeta::FileMeta),
         Arc::new(modules::pe::Pe),
         Arc::new(modules::elf::ElfModule),
+        Arc::new(modules::macho::MachOModule),
         Arc::new(modules::pdf::Pdf),
         Arc::new(modules::office::Office),
         Arc::new(modules::fileextensions::FileExtensions),
@@ -107,6 +108,7 @@ impl Default for ModulesConfig {
                 "strings".into(),
                 "pe".into(),
                 "elf".into(),
+                "macho".into(),
                 "pdf".into(),
                 "office".into(),
                 "fileextensions".into(),
@@ -327,7 +329,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("\"nope\""), "{msg}");
         let mut known = "known modules: archive, clamav, cuckoo, elf, exiftool, fileextensions, \
-                         filemeta, metadefender, nsrl, office, pdf, pe, strings, virustotal"
+                         filemeta, macho, metadefender, nsrl, office, pdf, pe, strings, virustotal"
             .to_owned();
         if cfg!(feature = "yara") {
             known.push_str(", yara");

@@ -9,6 +9,7 @@ pub mod cuckoo;
 pub mod elf;
 pub mod fileextensions;
 pub mod filemeta;
+pub mod macho;
 pub mod metadefender;
 pub mod nsrl;
 pub mod office;
