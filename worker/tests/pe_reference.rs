@@ -14,6 +14,31 @@ fn python() -> String {
     std::env::var("MULTISCANNER_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// The resource types with names (Windows' RT_* constants).
+const RESOURCE_TYPES: &[(u64, &str)] = &[
+    (1, "RT_CURSOR"),
+    (2, "RT_BITMAP"),
+    (3, "RT_ICON"),
+    (4, "RT_MENU"),
+    (5, "RT_DIALOG"),
+    (6, "RT_STRING"),
+    (7, "RT_FONTDIR"),
+    (8, "RT_FONT"),
+    (9, "RT_ACCELERATOR"),
+    (10, "RT_RCDATA"),
+    (11, "RT_MESSAGETABLE"),
+    (12, "RT_GROUP_CURSOR"),
+    (14, "RT_GROUP_ICON"),
+    (16, "RT_VERSION"),
+    (17, "RT_DLGINCLUDE"),
+    (19, "RT_PLUGPLAY"),
+    (20, "RT_VXD"),
+    (21, "RT_ANICURSOR"),
+    (22, "RT_ANIICON"),
+    (23, "RT_HTML"),
+    (24, "RT_MANIFEST"),
+];
+
 fn samples() -> Vec<PathBuf> {
     let dir = std::path::Path::new("/usr/share/clamav-testfiles");
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -58,6 +83,7 @@ async fn pe_fields_match_pefile() {
     );
     let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut compared = 0;
+    let mut resources_seen = 0;
     for path in &paths {
         let want = &reference[path.to_str().unwrap()];
         let got = Pe.scan(input(path)).await;
@@ -101,9 +127,44 @@ async fn pe_fields_match_pefile() {
             got["overlay"]["offset"], want["overlay_offset"],
             "{at}: overlay"
         );
+        assert_eq!(
+            got["rich_header"]["md5"], want["rich_header_md5"],
+            "{at}: rich header"
+        );
+        // Resources as pefile lists them: type (id, or the predefined
+        // type's name here), name, language, size, MD5 of the data.
+        let resources: Vec<Value> = got["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["type"], r["name"], r["language"], r["size"], r["md5"]]))
+            .collect();
+        let want_resources: Vec<Value> = want["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(id) = r[0].as_u64() {
+                    r[0] = json!(
+                        RESOURCE_TYPES
+                            .iter()
+                            .find(|(n, _)| *n == id)
+                            .map_or(json!(id), |(_, name)| json!(name))
+                    );
+                }
+                r
+            })
+            .collect();
+        assert_eq!(resources, want_resources, "{at}: resources");
+        resources_seen += resources.len();
         compared += 1;
     }
     assert!(compared >= 10, "only {compared} files compared");
+    assert!(
+        resources_seen >= 100,
+        "only {resources_seen} resources compared"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ pub mod pdf;
 mod pdf_keywords;
 mod pdf_objects;
 pub mod pe;
+mod pe_resources;
 pub mod strings;
 pub mod virustotal;
 #[cfg(feature = "yara")]

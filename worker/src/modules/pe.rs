@@ -25,7 +25,7 @@ impl Module for Pe {
     }
 
     fn version(&self) -> &'static str {
-        "1.0.0"
+        "1.1.0"
     }
 
     fn module_type(&self) -> &'static str {
@@ -156,7 +156,7 @@ pub fn imphash(pe: &PE<'_>) -> Option<String> {
 
 /// Where the loader reads a section from: with a file alignment of 512 or
 /// more, the raw pointer rounded down to a multiple of 512.
-fn raw_start(pe: &PE<'_>, pointer: u32) -> u64 {
+pub(crate) fn raw_start(pe: &PE<'_>, pointer: u32) -> u64 {
     let alignment = pe
         .header
         .optional_header
@@ -303,5 +303,7 @@ fn describe(pe: &PE<'_>, bytes: &[u8], end: u64) -> Value {
         "signed": !pe.certificates.is_empty(),
         "overlay": overlay,
         "version_info": version_info,
+        "resources": super::pe_resources::resources(pe, bytes),
+        "rich_header": super::pe_resources::rich_header(pe, bytes),
     })
 }

@@ -1,5 +1,6 @@
 """Prints, as JSON, what the reference library pefile reads from each PE
 file named on the command line: the fields the `pe` module reports."""
+import hashlib
 import json
 import sys
 
@@ -29,7 +30,21 @@ for path in sys.argv[1:]:
     exports = []
     if hasattr(pe, "DIRECTORY_ENTRY_EXPORT"):
         exports = [e.name.decode() for e in pe.DIRECTORY_ENTRY_EXPORT.symbols if e.name]
+    resources = []
+
+    def label(entry):
+        return str(entry.name) if entry.name is not None else entry.id
+
+    for t in getattr(getattr(pe, "DIRECTORY_ENTRY_RESOURCE", None), "entries", []):
+        for n in getattr(getattr(t, "directory", None), "entries", []):
+            for lang in getattr(getattr(n, "directory", None), "entries", []):
+                d = lang.data.struct
+                data = pe.get_data(d.OffsetToData, d.Size)
+                resources.append([label(t), label(n), lang.id, d.Size,
+                                  hashlib.md5(data).hexdigest()])
     out[path] = {
+        "resources": resources,
+        "rich_header_md5": pe.get_rich_header_hash() or None,
         "machine": hex(pe.FILE_HEADER.Machine),
         "timestamp": pe.FILE_HEADER.TimeDateStamp,
         "is_dll": pe.is_dll(),
