@@ -4,17 +4,18 @@
 //! files: Debian's clamav-testfiles (executables packed a dozen ways,
 //! archives, mail, documents), a file carrying a body signature, clean files.
 
+mod common;
+
+use common::input;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use md5::Digest;
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ScanInput};
+use multiscanner_worker::module::Module;
 use multiscanner_worker::modules::clamav::{Clamav, ClamavConfig};
 
 const TESTFILES: &str = "/usr/share/clamav-testfiles";
@@ -143,18 +144,6 @@ fn clamscan(db: &Path, files: &[PathBuf]) -> BTreeMap<PathBuf, Option<String>> {
         verdicts.insert(PathBuf::from(path), name);
     }
     verdicts
-}
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
 }
 
 fn module(address: &str) -> Clamav {

@@ -123,17 +123,7 @@ fn module(url: &str, flavour: Flavour, key: &str, timeout: u64) -> Cuckoo {
 }
 
 fn input(dir: &std::path::Path) -> ScanInput {
-    let path = dir.join("sample");
-    std::fs::write(&path, SAMPLE).unwrap();
-    ScanInput {
-        path: Arc::new(path),
-        filename: "../invoice.pdf.exe".into(),
-        sha256: Sha256([0; 32]),
-        size: SAMPLE.len() as u64,
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
+    common::sample(dir, SAMPLE, "../invoice.pdf.exe", Sha256([0; 32]))
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! The `elf` module against GNU readelf (binutils) on real binaries and
 //! shared libraries of this machine.
 
-use std::{path::Path, process::Command, sync::Arc};
+mod common;
 
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ModuleError, ScanInput};
+use common::input;
+use std::{path::Path, process::Command};
+
+use multiscanner_worker::module::{Module, ModuleError};
 use multiscanner_worker::modules::elf::ElfModule;
 use serde_json::Value;
 
@@ -25,18 +27,6 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let at = text.find(start)? + start.len();
     let rest = &text[at..];
     Some(rest[..rest.find(end)?].trim())
-}
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
 }
 
 fn strings(v: &Value) -> Vec<String> {

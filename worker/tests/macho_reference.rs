@@ -5,15 +5,16 @@
 //! object file — and compares with `llvm-objdump --macho`, `llvm-nm` and
 //! `llvm-lipo`.
 
+mod common;
+
+use common::input;
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
-    sync::Arc,
 };
 
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ModuleError, ScanInput};
+use multiscanner_worker::module::{Module, ModuleError};
 use multiscanner_worker::modules::macho::MachOModule;
 use serde_json::Value;
 
@@ -139,18 +140,6 @@ fn build(dir: &Path) -> Vec<PathBuf> {
     .iter()
     .map(|n| dir.join(n))
     .collect()
-}
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
 }
 
 fn names(v: &Value, key: &str) -> Vec<String> {

@@ -73,17 +73,7 @@ fn module(url: &str, key: &str, timeout: u64) -> MetaDefender {
 }
 
 fn input(dir: &std::path::Path) -> ScanInput {
-    let path = dir.join("sample");
-    std::fs::write(&path, SAMPLE).unwrap();
-    ScanInput {
-        path: Arc::new(path),
-        filename: "<script>.exe".into(),
-        sha256: Sha256([7; 32]),
-        size: SAMPLE.len() as u64,
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
+    common::sample(dir, SAMPLE, "<script>.exe", Sha256([7; 32]))
 }
 
 #[tokio::test]

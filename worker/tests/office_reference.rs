@@ -4,33 +4,14 @@
 //! README's test command fetches it from PyPI and sets
 //! `MULTISCANNER_OFFICE_SAMPLES`), plus truncated copies.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::Arc,
-};
+mod common;
 
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ModuleError, ScanInput};
+use common::{input, python};
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
+
+use multiscanner_worker::module::{Module, ModuleError};
 use multiscanner_worker::modules::office::Office;
 use serde_json::Value;
-
-fn python() -> String {
-    std::env::var("MULTISCANNER_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
-}
 
 fn samples() -> Vec<PathBuf> {
     let mut out = vec![

@@ -3,59 +3,19 @@
 //! PDFs the test writes with the risky features and obfuscated names, and
 //! truncated copies of all of them.
 
+mod common;
+
+use common::{input, python};
 use std::{
     io::Write,
     path::{Path, PathBuf},
     process::Command,
-    sync::Arc,
 };
 
 use md5::Digest;
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ScanInput};
-use multiscanner_worker::modules::pdf::Pdf;
+use multiscanner_worker::module::Module;
+use multiscanner_worker::modules::pdf::{KEYWORDS, Pdf};
 use serde_json::Value;
-
-/// The keywords compared (the module's list).
-const KEYWORDS: &[&str] = &[
-    "obj",
-    "endobj",
-    "stream",
-    "endstream",
-    "xref",
-    "trailer",
-    "startxref",
-    "/Page",
-    "/Encrypt",
-    "/ObjStm",
-    "/JS",
-    "/JavaScript",
-    "/AA",
-    "/OpenAction",
-    "/AcroForm",
-    "/JBIG2Decode",
-    "/RichMedia",
-    "/Launch",
-    "/EmbeddedFile",
-    "/XFA",
-    "/URI",
-];
-
-fn python() -> String {
-    std::env::var("MULTISCANNER_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample.pdf".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
-}
 
 fn deflate(data: &[u8]) -> Vec<u8> {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());

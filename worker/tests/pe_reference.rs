@@ -1,18 +1,14 @@
 //! The `pe` module against the reference library pefile (PyPI), on the PE
 //! files of Debian's clamav-testfiles (plain, packed and installers).
 
-use std::{path::PathBuf, process::Command, sync::Arc};
+mod common;
 
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ModuleError, ScanInput};
+use common::{input, python};
+use std::{path::PathBuf, process::Command};
+
+use multiscanner_worker::module::{Module, ModuleError};
 use multiscanner_worker::modules::pe::Pe;
 use serde_json::{Value, json};
-
-/// The Python that has pefile: `MULTISCANNER_PYTHON`, as the README's test
-/// command sets it, or `python3`.
-fn python() -> String {
-    std::env::var("MULTISCANNER_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// The resource types with names (Windows' RT_* constants).
 const RESOURCE_TYPES: &[(u64, &str)] = &[
@@ -49,18 +45,6 @@ fn samples() -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
-}
-
-fn input(path: &std::path::Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
 }
 
 #[tokio::test]

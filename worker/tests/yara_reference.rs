@@ -3,10 +3,12 @@
 
 #![cfg(feature = "yara")]
 
-use std::{collections::BTreeSet, path::Path, process::Command, sync::Arc, time::Duration};
+mod common;
 
-use multiscanner_proto::domain::Sha256;
-use multiscanner_worker::module::{Module, ModuleError, ScanInput};
+use common::input;
+use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
+
+use multiscanner_worker::module::{Module, ModuleError};
 use multiscanner_worker::modules::yara::{Yara, YaraConfig};
 use serde_json::Value;
 
@@ -35,18 +37,6 @@ const SIZES: &str = r#"
 rule Small_File { condition: filesize < 100 }
 rule Eicar_Like { strings: $e = "EICAR" nocase condition: $e }
 "#;
-
-fn input(path: &Path) -> ScanInput {
-    ScanInput {
-        path: Arc::new(path.to_owned()),
-        filename: "sample".into(),
-        sha256: Sha256([0; 32]),
-        size: std::fs::metadata(path).unwrap().len(),
-        depth: 0,
-        upstream: Arc::default(),
-        archive_password: None,
-    }
-}
 
 /// (rule, identifier, offset) for every match `yara -s` prints.
 fn reference(rule_files: &[&Path], target: &Path) -> BTreeSet<(String, String, usize)> {

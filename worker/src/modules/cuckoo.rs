@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::web_api::{check_url, client, redacted, send_ok};
 use crate::module::{Module, ModuleError, ModuleOutput, ScanInput};
 
 /// Signatures, hosts and domains listed at most.
@@ -54,10 +55,7 @@ impl std::fmt::Debug for CuckooConfig {
         f.debug_struct("CuckooConfig")
             .field("url", &self.url)
             .field("flavour", &self.flavour)
-            .field(
-                "api_key",
-                &if self.api_key.is_empty() { "" } else { "(set)" },
-            )
+            .field("api_key", &redacted(&self.api_key))
             .finish_non_exhaustive()
     }
 }
@@ -84,10 +82,7 @@ pub struct Cuckoo {
 
 impl Cuckoo {
     pub fn new(config: CuckooConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
-            .build()
-            .unwrap_or_default();
+        let http = client(config.request_timeout_secs);
         Self { config, http }
     }
 }
@@ -136,27 +131,12 @@ impl Api<'_> {
     /// Sends, and returns the JSON of a 200 answer; anything else is an
     /// error naming the step and the sandbox's reason.
     async fn call(&self, step: &str, req: reqwest::RequestBuilder) -> Result<Value, ModuleError> {
-        let fail = |why: String| ModuleError::Failed(format!("sandbox {step}: {why}"));
-        let answer = self
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| fail(format!("{} is not reachable: {e}", self.config.url)))?;
-        let status = answer.status();
-        let bytes = answer.bytes().await.map_err(|e| fail(e.to_string()))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() {
-            let reason = body["message"]
-                .as_str()
-                .or_else(|| body["error_value"].as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
-            return Err(fail(format!("answered {status}: {reason}")));
-        }
+        let keys = ["/message", "/error_value"];
+        let body = send_ok("sandbox", step, &self.config.url, self.auth(req), &keys).await?;
         // CAPE answers 200 with {"error": true, "error_value": ...}.
         if body["error"] == true {
-            return Err(fail(format!(
-                "refused: {}",
+            return Err(ModuleError::Failed(format!(
+                "sandbox {step}: refused: {}",
                 body["error_value"].as_str().unwrap_or("no reason given")
             )));
         }
@@ -301,9 +281,7 @@ impl Module for Cuckoo {
     }
 
     fn check(&self) -> Result<(), String> {
-        reqwest::Url::parse(&self.config.url)
-            .map(drop)
-            .map_err(|e| format!("url {:?}: {e}", self.config.url))
+        check_url(&self.config.url)
     }
 
     fn scan(&self, input: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {

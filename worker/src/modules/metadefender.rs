@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::web_api::{check_url, client, redacted, send_ok};
 use crate::module::{Module, ModuleError, ModuleOutput, ScanInput};
 
 /// MetaDefender's per-engine `scan_result_i` codes.
@@ -52,10 +53,7 @@ impl std::fmt::Debug for MetaDefenderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetaDefenderConfig")
             .field("url", &self.url)
-            .field(
-                "api_key",
-                &if self.api_key.is_empty() { "" } else { "(set)" },
-            )
+            .field("api_key", &redacted(&self.api_key))
             .finish_non_exhaustive()
     }
 }
@@ -80,10 +78,7 @@ pub struct MetaDefender {
 
 impl MetaDefender {
     pub fn new(config: MetaDefenderConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
-            .build()
-            .unwrap_or_default();
+        let http = client(config.request_timeout_secs);
         Self { config, http }
     }
 }
@@ -95,27 +90,12 @@ async fn call(
     step: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<Value, ModuleError> {
-    let fail = |why: String| ModuleError::Failed(format!("MetaDefender {step}: {why}"));
     let req = if config.api_key.is_empty() {
         req
     } else {
         req.header("apikey", &config.api_key)
     };
-    let answer = req
-        .send()
-        .await
-        .map_err(|e| fail(format!("{} is not reachable: {e}", config.url)))?;
-    let status = answer.status();
-    let bytes = answer.bytes().await.map_err(|e| fail(e.to_string()))?;
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if !status.is_success() {
-        let reason = body["err"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
-        return Err(fail(format!("answered {status}: {reason}")));
-    }
-    Ok(body)
+    send_ok("MetaDefender", step, &config.url, req, &["/err"]).await
 }
 
 fn summarise(data_id: &str, body: &Value) -> Value {
@@ -209,9 +189,7 @@ impl Module for MetaDefender {
     }
 
     fn check(&self) -> Result<(), String> {
-        reqwest::Url::parse(&self.config.url)
-            .map(drop)
-            .map_err(|e| format!("url {:?}: {e}", self.config.url))
+        check_url(&self.config.url)
     }
 
     fn scan(&self, input: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {

@@ -22,6 +22,7 @@ pub mod pe;
 mod pe_resources;
 pub mod strings;
 pub mod virustotal;
+mod web_api;
 #[cfg(feature = "yara")]
 pub mod yara;
 pub mod yara_config;

@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, io::Write, path::Path};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+pub use super::pdf_keywords::KEYWORDS;
 use super::pdf_keywords::{count, header};
 use super::pdf_objects::{Object, decode, name_value, objects, reference, string_value};
 use super::pe::{md5_hex, read_if_within};

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::web_api::{check_url, client, redacted, send};
 use crate::module::{Module, ModuleError, ModuleOutput, ScanInput};
 
 /// File names listed at most.
@@ -41,10 +42,7 @@ pub struct VirusTotalConfig {
 impl std::fmt::Debug for VirusTotalConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirusTotalConfig")
-            .field(
-                "api_key",
-                &if self.api_key.is_empty() { "" } else { "(set)" },
-            )
+            .field("api_key", &redacted(&self.api_key))
             .field("url", &self.url)
             .field("requests_per_minute", &self.requests_per_minute)
             .finish_non_exhaustive()
@@ -73,11 +71,7 @@ pub struct VirusTotal {
 
 impl VirusTotal {
     pub fn new(config: VirusTotalConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-            .user_agent(concat!("multiscanner/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = client(config.timeout_secs);
         Self {
             config,
             http,
@@ -164,30 +158,19 @@ async fn lookup(
     let mut attempt = 0;
     loop {
         take_slot(&next_slot, every).await;
-        let answer = http
+        let req = http
             .get(&url)
             .header("x-apikey", &config.api_key)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                ModuleError::Failed(format!(
-                    "VirusTotal at {} is not reachable: {e}",
-                    config.url
-                ))
-            })?;
-        let status = answer.status().as_u16();
+            .header("accept", "application/json");
+        let answer = send("VirusTotal", "lookup", &config.url, req).await?;
+        let status = answer.status.as_u16();
         let retry_after = answer
-            .headers()
+            .headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|e| ModuleError::Failed(format!("VirusTotal: reading the answer: {e}")))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let body = answer.body;
         match status {
             200 => return Ok(summarise(&sha256, &body)),
             404 => return Ok(json!({"found": false})),
@@ -234,9 +217,7 @@ impl Module for VirusTotal {
         if self.config.api_key.trim().is_empty() {
             return Err("no API key: set api_key under [worker.modules.virustotal]".into());
         }
-        reqwest::Url::parse(&self.config.url)
-            .map(drop)
-            .map_err(|e| format!("url {:?}: {e}", self.config.url))
+        check_url(&self.config.url)
     }
 
     fn scan(&self, input: ScanInput) -> BoxFuture<'static, Result<ModuleOutput, ModuleError>> {
