@@ -49,16 +49,16 @@ impl Module for Office {
             if !is_ole && !is_zip {
                 return Ok(ModuleOutput::default());
             }
-            if file.metadata()?.len() > MAX_BYTES {
+            // A zip is read where it lies (archives can be large and most
+            // are not Office documents); a compound file is read whole.
+            let result = if is_zip {
+                ooxml(file)?
+            } else if file.metadata()?.len() > MAX_BYTES {
                 return Err(ModuleError::Failed(format!(
                     "larger than the {MAX_BYTES} bytes parsed"
                 )));
-            }
-            let bytes = std::fs::read(&*input.path)?;
-            let result = if is_ole {
-                Some(compound(&bytes)?)
             } else {
-                ooxml(&bytes)?
+                Some(compound(&std::fs::read(&*input.path)?)?)
             };
             Ok(ModuleOutput {
                 result,
@@ -118,8 +118,8 @@ fn compound(bytes: &[u8]) -> Result<Value, ModuleError> {
 }
 
 /// An OOXML package; `None` for a zip that is not one.
-fn ooxml(bytes: &[u8]) -> Result<Option<Value>, ModuleError> {
-    let Ok(mut zip) = zip::ZipArchive::new(Cursor::new(bytes)) else {
+fn ooxml(file: std::fs::File) -> Result<Option<Value>, ModuleError> {
+    let Ok(mut zip) = zip::ZipArchive::new(std::io::BufReader::new(file)) else {
         return Ok(None);
     };
     if zip.by_name("[Content_Types].xml").is_err() {
