@@ -51,6 +51,10 @@ pub fn targets() -> Vec<(Arc<dyn Module>, Vec<PathBuf>)> {
         ),
         (Arc::new(modules::pdf::Pdf), t(&["clam.pdf"])),
         (
+            Arc::new(modules::office::Office),
+            t(&["clam.ole.doc", "clam.ppt"]),
+        ),
+        (
             Arc::new(modules::archive::Archive {
                 config: config.archive.clone(),
             }),
