@@ -22,9 +22,16 @@ pub struct VbaModule {
     pub truncated: bool,
 }
 
-/// MS-OVBA 2.4.1 decompression of a CompressedContainer. Damaged input
-/// gives what decompressed before the damage.
-pub fn decompress(data: &[u8]) -> Vec<u8> {
+/// Bytes a decompressed `dir` stream may reach.
+const MAX_DIR_BYTES: usize = 16 << 20;
+/// Bytes one chunk decompresses to (MS-OVBA 2.4.1.1.4).
+const CHUNK_BYTES: usize = 4096;
+
+/// MS-OVBA 2.4.1 decompression of a CompressedContainer, stopping at
+/// `cap` bytes out (copy tokens make a hostile container expand three
+/// orders of magnitude). Damaged input gives what decompressed before the
+/// damage.
+pub fn decompress(data: &[u8], cap: usize) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::new();
     if data.first() != Some(&1) {
         return out;
@@ -37,12 +44,15 @@ pub fn decompress(data: &[u8]) -> Vec<u8> {
         pos += 2;
         let chunk_start = out.len();
         if !compressed {
-            let end = (pos + 4096).min(data.len());
+            let end = (pos + CHUNK_BYTES).min(data.len());
             out.extend_from_slice(&data[pos..end]);
             pos = end;
             continue;
         }
         while pos < chunk_end {
+            if out.len() >= cap || out.len() - chunk_start >= CHUNK_BYTES {
+                break;
+            }
             let flags = data[pos];
             pos += 1;
             for bit in 0..8 {
@@ -78,7 +88,11 @@ pub fn decompress(data: &[u8]) -> Vec<u8> {
             }
         }
         pos = chunk_end;
+        if out.len() >= cap {
+            break;
+        }
     }
+    out.truncate(cap);
     out
 }
 
@@ -176,13 +190,13 @@ pub fn extract<F: Read + std::io::Seek>(cf: &mut CompoundFile<F>) -> Vec<VbaModu
             continue;
         };
         let vba = &dir_path[..dir_path.len() - "dir".len()];
-        for m in modules_in_dir(&decompress(&raw)) {
+        for m in modules_in_dir(&decompress(&raw, MAX_DIR_BYTES)) {
             let stream = format!("{vba}{}", m.stream);
             let Ok(bytes) = read_stream(cf, &stream) else {
                 continue;
             };
             let source = bytes.get(m.offset as usize..).unwrap_or_default();
-            let mut code = decompress(source);
+            let mut code = decompress(source, MAX_CODE_BYTES + 1);
             let truncated = code.len() > MAX_CODE_BYTES;
             code.truncate(MAX_CODE_BYTES);
             out.push(VbaModule {
@@ -254,7 +268,8 @@ mod tests {
             0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f, 0x70, 0x00, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76,
             0x2e,
         ];
-        assert_eq!(decompress(&data), b"abcdefghijklmnopqrstuv.");
+        assert_eq!(decompress(&data, 1 << 20), b"abcdefghijklmnopqrstuv.");
+        assert_eq!(decompress(&data, 5), b"abcde");
     }
 
     #[test]
@@ -275,16 +290,34 @@ mod tests {
         let header = 0xb000 | size;
         let mut data = vec![1, header as u8, (header >> 8) as u8];
         data.extend_from_slice(&body);
-        assert_eq!(decompress(&data), b"abcabcabc");
+        assert_eq!(decompress(&data, 1 << 20), b"abcabcabc");
+    }
+
+    #[test]
+    fn expansion_stops_at_the_cap() {
+        // Each chunk: one literal, then seven copies of 4,098 bytes.
+        let body = [
+            0xfe, b'a', 0xff, 0x0f, 0xff, 0x0f, 0xff, 0x0f, 0xff, 0x0f, 0xff, 0x0f, 0xff, 0x0f,
+            0xff, 0x0f,
+        ];
+        let header = 0xb000u16 | (body.len() as u16 + 2 - 3);
+        let mut bomb = vec![1u8];
+        for _ in 0..10_000 {
+            bomb.extend_from_slice(&header.to_le_bytes());
+            bomb.extend_from_slice(&body);
+        }
+        let out = decompress(&bomb, 1 << 20);
+        assert_eq!(out.len(), 1 << 20);
+        assert!(out.iter().all(|b| *b == b'a'));
     }
 
     #[test]
     fn damaged_input_stops_without_panicking() {
-        assert!(decompress(&[]).is_empty());
-        assert!(decompress(&[0x02, 0, 0]).is_empty());
+        assert!(decompress(&[], 100).is_empty());
+        assert!(decompress(&[0x02, 0, 0], 100).is_empty());
         // A copy token pointing before the chunk.
         let data = [1, 0x03, 0xb0, 0x01, 0xff, 0xff];
-        assert!(decompress(&data).is_empty());
+        assert!(decompress(&data, 100).is_empty());
         let (auto, sus) = indicators("Sub AutoOpen()\n Shell \"calc\"\nEnd Sub");
         assert_eq!(auto, ["AutoOpen"]);
         assert_eq!(sus, ["Shell"]);
