@@ -19,6 +19,8 @@ use crate::module::{ExtractedFile, Module, ModuleError, ModuleOutput, ScanInput,
 /// Files taken out of one PDF at most, and bytes of each.
 pub const MAX_EMBEDDED: usize = 100;
 pub const MAX_EMBEDDED_BYTES: u64 = 64 << 20;
+/// Bytes taken out of one PDF in all (compressed streams can be bombs).
+pub const MAX_TOTAL_EMBEDDED_BYTES: u64 = 256 << 20;
 /// The document information keys reported.
 const INFO_KEYS: &[&str] = &[
     "Title",
@@ -177,6 +179,7 @@ fn embedded_files(
     }
     let mut listed = Vec::new();
     let mut children = Vec::new();
+    let mut total: u64 = 0;
     for o in objs {
         if name_value(o.dict, b"Type").as_deref() != Some("EmbeddedFile") {
             continue;
@@ -191,10 +194,18 @@ fn embedded_files(
                 "reason": format!("more than {MAX_EMBEDDED} embedded files")}));
             continue;
         }
-        match decode(o.dict, data, MAX_EMBEDDED_BYTES + 1) {
+        let room = MAX_TOTAL_EMBEDDED_BYTES - total;
+        if room == 0 {
+            listed.push(json!({"name": name, "object": o.id, "extracted": false,
+                "reason": format!("{MAX_TOTAL_EMBEDDED_BYTES} bytes already taken out")}));
+            continue;
+        }
+        let limit = MAX_EMBEDDED_BYTES.min(room);
+        match decode(o.dict, data, limit + 1) {
             Ok(mut content) => {
-                let truncated = content.len() as u64 > MAX_EMBEDDED_BYTES;
-                content.truncate(MAX_EMBEDDED_BYTES as usize);
+                let truncated = content.len() as u64 > limit;
+                content.truncate(limit as usize);
+                total += content.len() as u64;
                 let mut file = tempfile::NamedTempFile::new_in(dir)?;
                 file.write_all(&content)?;
                 file.flush()?;
@@ -281,5 +292,29 @@ mod tests {
         let r = out.result.unwrap();
         assert_eq!(r["embedded_files"][0]["truncated"], true);
         assert_eq!(r["embedded_files"][0]["size"], MAX_EMBEDDED_BYTES);
+    }
+
+    #[test]
+    fn many_bombs_stop_at_the_total() {
+        let bomb = deflate(&vec![0u8; (MAX_EMBEDDED_BYTES + 1) as usize]);
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        for id in 1..=6 {
+            pdf.extend_from_slice(
+                format!("{id} 0 obj <</Type /EmbeddedFile /Filter /FlateDecode>>stream\n")
+                    .as_bytes(),
+            );
+            pdf.extend_from_slice(&bomb);
+            pdf.extend_from_slice(b"\nendstream\nendobj\n");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = analyse(&pdf, dir.path()).unwrap();
+        let taken: u64 = out
+            .children
+            .iter()
+            .map(|c| c.file.as_file().metadata().unwrap().len())
+            .sum();
+        assert_eq!(taken, MAX_TOTAL_EMBEDDED_BYTES);
+        let r = out.result.unwrap();
+        assert_eq!(r["embedded_files"][5]["extracted"], false);
     }
 }
