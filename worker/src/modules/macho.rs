@@ -129,6 +129,39 @@ fn uuid(b: &[u8; 16]) -> String {
     )
 }
 
+/// Imported and exported symbols from the symbol table, as `nm` reads
+/// them: external symbols, undefined ones with the library their
+/// two-level-namespace ordinal names. (goblin's export-trie walk recurses
+/// without bound on a cyclic trie, which a hostile file can hold.)
+fn symbols(m: &MachO<'_>) -> (Vec<Value>, Vec<String>) {
+    use goblin::mach::symbols::{N_EXT, N_STAB, N_TYPE, N_UNDF};
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    for sym in m.symbols().take(1_000_000) {
+        let Ok((name, nlist)) = sym else { break };
+        if nlist.n_type & N_STAB != 0 || nlist.n_type & N_EXT == 0 {
+            continue;
+        }
+        if nlist.n_type & N_TYPE == N_UNDF {
+            if imports.len() < MAX_SYMBOLS {
+                // The library ordinal: 1.. index the libraries (goblin's
+                // list starts with the binary itself at 0).
+                let ordinal = usize::from(nlist.n_desc >> 8);
+                let library = match ordinal {
+                    0 | 0xfe | 0xff => None,
+                    n => m.libs.get(n).copied(),
+                };
+                imports.push(json!({"name": name, "library": library}));
+            }
+        } else if exports.len() < MAX_SYMBOLS {
+            exports.push(name.to_owned());
+        }
+        if imports.len() >= MAX_SYMBOLS && exports.len() >= MAX_SYMBOLS {
+            break;
+        }
+    }
+    (imports, exports)
+}
+
 fn describe(m: &MachO<'_>) -> Value {
     let h = &m.header;
     let mut uuid_text = None;
@@ -189,21 +222,7 @@ fn describe(m: &MachO<'_>) -> Value {
             })
         })
         .collect();
-    let mut imports: Vec<Value> = m
-        .imports()
-        .unwrap_or_default()
-        .iter()
-        .take(MAX_SYMBOLS)
-        .map(|i| json!({"name": i.name, "library": i.dylib}))
-        .collect();
-    imports.dedup();
-    let exports: Vec<String> = m
-        .exports()
-        .unwrap_or_default()
-        .into_iter()
-        .take(MAX_SYMBOLS)
-        .map(|e| e.name)
-        .collect();
+    let (imports, exports) = symbols(m);
     let arch = get_arch_name_from_types(h.cputype(), h.cpusubtype()).unwrap_or("unknown");
     json!({
         "cpu": arch,
