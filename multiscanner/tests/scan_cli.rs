@@ -301,9 +301,13 @@ fn config_init_prints_a_file_the_binary_accepts() {
     );
 
     // An unknown module is refused with the list of known ones.
-    let bad = String::from_utf8_lossy(&out.stdout).replace(
-        "enabled = [\"filemeta\", \"strings\", \"pe\", \"elf\", \"archive\"]",
-        "enabled = [\"filemeta\", \"nosuch\"]",
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = text.find("\nenabled = [").expect("an enabled list") + 1;
+    let end = start + text[start..].find(']').unwrap() + 1;
+    let bad = format!(
+        "{}enabled = [\"filemeta\", \"nosuch\"]{}",
+        &text[..start],
+        &text[end..]
     );
     fs::write(&cfg, bad).unwrap();
     let f = dir.path().join("x");
@@ -319,7 +323,10 @@ fn config_init_prints_a_file_the_binary_accepts() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
         err.contains("\"nosuch\"")
-            && err.contains("known modules: archive, elf, exiftool, filemeta, pe, strings, yara"),
+            && err.contains(
+                "known modules: archive, clamav, cuckoo, elf, exiftool, fileextensions, \
+                 filemeta, macho, metadefender, nsrl, office, pdf, pe, strings, virustotal, yara"
+            ),
         "{err}"
     );
 
