@@ -9,6 +9,7 @@ pub mod cuckoo;
 pub mod elf;
 pub mod fileextensions;
 pub mod filemeta;
+mod le_bytes;
 pub mod macho;
 pub mod metadefender;
 pub mod nsrl;

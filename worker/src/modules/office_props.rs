@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::le_bytes::{u16_at, u32_at, u64_at};
+
 /// SummaryInformation property ids and the names reported for them.
 const SUMMARY: &[(u32, &str)] = &[
     (2, "title"),
@@ -38,38 +40,10 @@ const DOC_SUMMARY: &[(u32, &str)] = &[
     (15, "company"),
 ];
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// A FILETIME (100 ns since 1601) as RFC 3339 UTC.
 pub fn filetime(ticks: u64) -> Option<String> {
-    let secs = (ticks / 10_000_000).checked_sub(11_644_473_600)? as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's method).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    Some(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
+    let ms = (ticks / 10_000).checked_sub(11_644_473_600_000)?;
+    Some(multiscanner_proto::domain::iso8601(i64::try_from(ms).ok()?))
 }
 
 /// Text stored in the document's code page: UTF-8 if it is, else each
@@ -208,7 +182,7 @@ mod tests {
     fn filetimes_become_dates() {
         // 2009-02-13T23:31:30Z is Unix 1234567890.
         let ticks = (1_234_567_890u64 + 11_644_473_600) * 10_000_000;
-        assert_eq!(filetime(ticks).unwrap(), "2009-02-13T23:31:30Z");
+        assert_eq!(filetime(ticks).unwrap(), "2009-02-13T23:31:30.000Z");
         assert_eq!(filetime(0), None);
     }
 

@@ -7,6 +7,8 @@ use std::io::Read;
 
 use cfb::CompoundFile;
 
+use super::le_bytes::{u16_at, u32_at};
+
 /// Source text kept of one module.
 pub const MAX_CODE_BYTES: usize = 256 * 1024;
 /// Modules listed at most.
@@ -118,8 +120,9 @@ fn modules_in_dir(dir: &[u8]) -> Vec<Entry> {
     let mut current: Option<Entry> = None;
     let mut pos = 0;
     while pos + 6 <= dir.len() && out.len() < MAX_MODULES {
-        let id = u16::from_le_bytes([dir[pos], dir[pos + 1]]);
-        let size = u32::from_le_bytes([dir[pos + 2], dir[pos + 3], dir[pos + 4], dir[pos + 5]]);
+        let (Some(id), Some(size)) = (u16_at(dir, pos), u32_at(dir, pos + 2)) else {
+            break;
+        };
         pos += 6;
         // PROJECTVERSION says 4 but holds 6 bytes.
         let len = if id == 0x0009 { 6 } else { size as usize };
@@ -145,9 +148,9 @@ fn modules_in_dir(dir: &[u8]) -> Vec<Entry> {
                 }
             }
             // MODULEOFFSET
-            0x0031 if data.len() == 4 => {
-                if let Some(m) = current.as_mut() {
-                    m.offset = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+            0x0031 => {
+                if let (Some(m), Some(offset)) = (current.as_mut(), u32_at(data, 0)) {
+                    m.offset = offset;
                 }
             }
             // The module's terminator.

@@ -6,18 +6,11 @@
 use goblin::pe::PE;
 use serde_json::{Value, json};
 
+use super::le_bytes::{u16_at, u32_at};
 use super::pe::{entropy, md5_hex, raw_start, slice};
 
 /// Resources listed at most.
 const MAX_RESOURCES: usize = 1000;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
 
 /// Where an RVA lies in the file (as the loader maps sections).
 pub fn rva_to_offset(pe: &PE<'_>, rva: u32) -> Option<usize> {
