@@ -7,6 +7,7 @@
 //! types with `TryFrom` once, at the edge, so a malformed message is rejected
 //! with the offending field named.
 
+pub mod auth;
 pub mod convert;
 pub mod domain;
 pub mod error;

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use multiscanner_proto::auth::AuthConfig;
 use serde::{Deserialize, Serialize};
 
 pub use crate::store::s3_blobs::S3Settings;
@@ -37,6 +38,10 @@ pub struct SchedulerConfig {
     pub aging_secs: u64,
     /// Endpoint and credentials of an `s3://` sample store.
     pub s3: S3Settings,
+    /// API tokens required on the public services (the top-level `[auth]`
+    /// section, shared with the gateway).
+    #[serde(skip)]
+    pub auth: AuthConfig,
 }
 
 impl Default for SchedulerConfig {
@@ -54,6 +59,7 @@ impl Default for SchedulerConfig {
             max_attempts: 3,
             aging_secs: 60,
             s3: S3Settings::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

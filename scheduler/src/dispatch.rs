@@ -20,6 +20,8 @@ struct Worker {
     tx: WorkerTx,
     concurrency: u32,
     held: HashMap<String, NodeWork>,
+    /// The modules it announced in its hello.
+    modules: Vec<pb::ModuleInfo>,
     draining: bool,
     /// When its last heartbeat (or hello) arrived.
     heard: tokio::time::Instant,
@@ -49,6 +51,7 @@ impl WorkerPool {
             tx,
             concurrency: hello.concurrency.max(1),
             held: HashMap::new(),
+            modules: hello.modules.clone(),
             draining: false,
             heard: tokio::time::Instant::now(),
         };
@@ -163,6 +166,34 @@ impl WorkerPool {
                 msg: Some(pb::scheduler_message::Msg::Drain(pb::Drain {})),
             }));
         }
+    }
+
+    /// The modules connected workers offer, by name, and how many workers
+    /// there are.
+    pub fn modules(&self) -> (Vec<pb::ModuleAvailability>, u32) {
+        let workers = self.lock();
+        let mut by_name: std::collections::BTreeMap<&str, pb::ModuleAvailability> =
+            std::collections::BTreeMap::new();
+        for m in workers.values().flat_map(|w| &w.modules) {
+            let a = by_name
+                .entry(&m.name)
+                .or_insert_with(|| pb::ModuleAvailability {
+                    name: m.name.clone(),
+                    ..Default::default()
+                });
+            a.workers += 1;
+            if m.unusable_reason.is_empty() {
+                a.usable_workers += 1;
+            } else if a.unusable_reason.is_empty() {
+                a.unusable_reason = m.unusable_reason.clone();
+            }
+            if !a.versions.contains(&m.version) {
+                a.versions.push(m.version.clone());
+                a.versions.sort();
+            }
+        }
+        let count = workers.len() as u32;
+        (by_name.into_values().collect(), count)
     }
 
     pub fn held_count(&self) -> usize {

@@ -3,8 +3,8 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use multiscanner_proto::pb::{
-    self, reports_server::ReportsServer, tasks_server::TasksServer,
-    worker_hub_server::WorkerHubServer,
+    self, reports_server::ReportsServer, samples_server::SamplesServer,
+    system_server::SystemServer, tasks_server::TasksServer, worker_hub_server::WorkerHubServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
@@ -13,7 +13,13 @@ use tracing::info;
 use crate::{
     config::SchedulerConfig,
     core::Scheduler,
-    grpc::{hub::HubApi, reports::ReportsApi, tasks::TasksApi},
+    grpc::{
+        auth,
+        hub::HubApi,
+        reports::ReportsApi,
+        samples::{SamplesApi, SystemApi},
+        tasks::TasksApi,
+    },
     store::{self, Stores},
 };
 
@@ -45,6 +51,10 @@ impl BoundScheduler {
 
     /// Binds with stores opened by the caller.
     pub async fn bind_with(config: SchedulerConfig, stores: Stores) -> anyhow::Result<Self> {
+        config
+            .auth
+            .check_listen("the scheduler", config.grpc_addr)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.grpc_addr))?;
@@ -81,6 +91,8 @@ impl BoundScheduler {
         health.set_serving::<TasksServer<TasksApi>>().await;
         health.set_serving::<ReportsServer<ReportsApi>>().await;
         health.set_serving::<WorkerHubServer<HubApi>>().await;
+        health.set_serving::<SamplesServer<SamplesApi>>().await;
+        health.set_serving::<SystemServer<SystemApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -89,6 +101,8 @@ impl BoundScheduler {
             .with_service_name("multiscanner.v1.Tasks")
             .with_service_name("multiscanner.v1.Reports")
             .with_service_name("multiscanner.v1.WorkerHub")
+            .with_service_name("multiscanner.v1.Samples")
+            .with_service_name("multiscanner.v1.System")
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()?;
@@ -96,7 +110,14 @@ impl BoundScheduler {
         let dispatcher = tokio::spawn(Arc::clone(&scheduler).run_dispatcher());
         let reaper = tokio::spawn(Arc::clone(&scheduler).run_reaper());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let tokens = scheduler.config.auth.clone();
+        let auth_layer = tower::ServiceBuilder::new()
+            .map_request(auth::tag_path)
+            .layer(tonic::service::InterceptorLayer::new(move |req| {
+                auth::check(&tokens, req)
+            }));
         let router = tonic::transport::Server::builder()
+            .layer(auth_layer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
@@ -108,6 +129,11 @@ impl BoundScheduler {
                 ReportsServer::new(ReportsApi(Arc::clone(&scheduler)))
                     .max_encoding_message_size(MAX_MESSAGE),
             )
+            .add_service(
+                SamplesServer::new(SamplesApi(Arc::clone(&scheduler)))
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(SystemServer::new(SystemApi(Arc::clone(&scheduler))))
             .add_service(
                 WorkerHubServer::new(HubApi(Arc::clone(&scheduler)))
                     .max_decoding_message_size(MAX_MESSAGE)

@@ -16,12 +16,12 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::{core::Scheduler, error::SchedulerError, upload::Upload};
 
 /// Bytes per `SampleChunk`.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct HubApi(pub Arc<Scheduler>);
 
-type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl WorkerHub for HubApi {

@@ -1,7 +1,9 @@
 //! Thin gRPC handlers: decode, call [`crate::core::Scheduler`], encode.
 
+pub mod auth;
 pub mod hub;
 pub mod reports;
+pub mod samples;
 pub mod tasks;
 
 use multiscanner_proto::domain::{Sha256, TaskId};
