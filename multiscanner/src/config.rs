@@ -7,6 +7,8 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
+use multiscanner_gateway::GatewayConfig;
+use multiscanner_proto::auth::AuthConfig;
 use multiscanner_scheduler::SchedulerConfig;
 use multiscanner_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
@@ -20,10 +22,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
+    pub gateway: GatewayConfig,
+    pub auth: AuthConfig,
 }
 
 /// The keys at the top of the config file.
-const TOP_LEVEL_KEYS: [&str; 3] = ["data_dir", "scheduler", "worker"];
+const TOP_LEVEL_KEYS: [&str; 5] = ["data_dir", "scheduler", "worker", "gateway", "auth"];
 
 /// The default configuration, commented; `multiscanner config init` prints
 /// it and a test checks it says the same as [`Config::default`].
@@ -31,13 +35,43 @@ pub const DEFAULT_TOML: &str = r#"# MultiScanner configuration.
 #
 # Every key can also be set from the environment: MULTISCANNER_ followed by
 # the section and key joined with a double underscore, in upper case, e.g.
-#   MULTISCANNER_SCHEDULER__GRPC_ADDR=0.0.0.0:7700
+#   MULTISCANNER_SCHEDULER__GRPC_ADDR=127.0.0.1:7701
 #   MULTISCANNER_WORKER__CONCURRENCY=4
 # Command-line flags override both.
 
 # Where the embedded stores keep their files (SQLite databases and samples).
 # Empty: $XDG_DATA_HOME/multiscanner, or ~/.local/share/multiscanner.
 data_dir = ""
+
+[auth]
+# API tokens, sent as "Authorization: Bearer TOKEN" to the REST gateway and
+# to the scheduler's public gRPC services (Tasks, Reports, Samples, System),
+# which check the same list. A "read" token may read; a "write" token may
+# also submit, delete, tag and annotate. With no token every caller is
+# allowed, so a gateway or scheduler listening beyond loopback refuses to
+# start without one. Tokens are at least 16 characters.
+#   tokens = [
+#     { name = "analysts", token = "…", role = "write" },
+#     { name = "dashboard", token = "…", role = "read" },
+#   ]
+tokens = []
+
+[gateway]
+# Where the REST API (MultiScanner's /api/v2 routes) listens.
+http_addr = "127.0.0.1:8080"
+# The scheduler it calls (gRPC).
+scheduler = "http://127.0.0.1:7700"
+# Largest accepted upload, in bytes (4 GiB); larger ones get 413.
+max_upload_bytes = 4294967296
+# Largest JSON report accepted by an import (upload_type=import), in bytes.
+max_import_bytes = 67108864
+# Browser origins allowed to call the API (a regular expression matched
+# against the whole Origin header); empty: none.
+cors_origin = 'https?://localhost(:\d+)?'
+# With archive-analyze, a zip's members become tasks of their own: at most
+# this many members, and this many bytes in all.
+max_archive_members = 1000
+max_archive_bytes = 1073741824
 
 [scheduler]
 # Address of the gRPC API (public Tasks/Reports services and the WorkerHub

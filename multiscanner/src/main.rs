@@ -43,12 +43,25 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
-    /// Scheduler and workers in one process, talking gRPC over loopback.
+    /// Scheduler and workers in one process, talking gRPC over loopback;
+    /// with --http-addr, the REST gateway too.
     AllInOne {
         #[command(flatten)]
         server: ServerArgs,
         #[arg(long, default_value_t = 1)]
         workers: u32,
+        /// Also serve the REST API here (the gateway calls this process's
+        /// scheduler).
+        #[arg(long, value_name = "HOST:PORT")]
+        http_addr: Option<SocketAddr>,
+    },
+    /// The REST gateway alone, calling a scheduler.
+    Gateway {
+        #[arg(long, value_name = "HOST:PORT")]
+        http_addr: Option<SocketAddr>,
+        /// The scheduler's gRPC URL (`http://HOST:PORT`).
+        #[arg(long, value_name = "URL")]
+        scheduler: Option<String>,
     },
     /// The scheduler alone.
     Scheduler {
@@ -179,19 +192,67 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::AllInOne { server, workers } => {
+        Command::AllInOne {
+            server,
+            workers,
+            http_addr,
+        } => {
             let _telemetry = telemetry::init("info");
             server.apply(&mut config);
+            config.scheduler.auth = config.auth.clone();
             let mut mesh = mesh::Mesh::start(&config, workers).await?;
+            let gateway = match http_addr {
+                Some(addr) => {
+                    let mut gc = config.gateway.clone();
+                    gc.http_addr = addr;
+                    gc.scheduler = format!("http://{}", mesh.addr);
+                    let bound =
+                        multiscanner_gateway::BoundGateway::bind(gc, config.auth.clone()).await;
+                    let bound = match bound {
+                        Ok(b) => b,
+                        Err(e) => {
+                            mesh.abort().await;
+                            return Err(e);
+                        }
+                    };
+                    let (stop, rx) = tokio::sync::watch::channel(false);
+                    let handle = tokio::spawn(bound.serve(async move {
+                        let mut rx = rx;
+                        let _ = rx.wait_for(|s| *s).await;
+                    }));
+                    Some((stop, handle))
+                }
+                None => None,
+            };
             tokio::select! {
                 res = mesh.failed() => res?,
-                () = shutdown_signal() => mesh.stop().await?,
+                () = shutdown_signal() => {
+                    if let Some((stop, handle)) = gateway {
+                        let _ = stop.send(true);
+                        handle.await??;
+                    }
+                    mesh.stop().await?
+                }
             }
+        }
+        Command::Gateway {
+            http_addr,
+            scheduler,
+        } => {
+            let _telemetry = telemetry::init("info");
+            if let Some(a) = http_addr {
+                config.gateway.http_addr = a;
+            }
+            if let Some(s) = scheduler {
+                config.gateway.scheduler = s;
+            }
+            multiscanner_gateway::run(config.gateway, config.auth, shutdown_signal()).await?;
         }
         Command::Scheduler { server } => {
             let _telemetry = telemetry::init("info");
             server.apply(&mut config);
             config.resolve_stores();
+            config.scheduler.auth = config.auth.clone();
             multiscanner_scheduler::run(config.scheduler, shutdown_signal()).await?;
         }
         Command::Worker {

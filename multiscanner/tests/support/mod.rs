@@ -32,6 +32,7 @@ pub struct ClusterBuilder {
     extra: Vec<Arc<dyn Module>>,
     modules: ModulesConfig,
     workers: u32,
+    auth: multiscanner_proto::auth::AuthConfig,
 }
 
 impl Cluster {
@@ -43,6 +44,7 @@ impl Cluster {
             extra: Vec::new(),
             modules: ModulesConfig::default(),
             workers: 1,
+            auth: Default::default(),
         }
     }
 
@@ -202,6 +204,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// API tokens the scheduler's public services require.
+    pub fn auth(mut self, auth: multiscanner_proto::auth::AuthConfig) -> Self {
+        self.auth = auth;
+        self
+    }
+
     pub fn workers(mut self, n: u32) -> Self {
         self.workers = n;
         self
@@ -223,6 +231,7 @@ impl ClusterBuilder {
             s3: self.blob_store.map(|(_, s3)| s3).unwrap_or_default(),
             heartbeat_interval_ms: 200,
             task_deadline_secs: self.deadline_secs,
+            auth: self.auth,
             ..Default::default()
         };
         let bound = BoundScheduler::bind(config).await.unwrap();

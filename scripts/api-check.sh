@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Property-based check of the REST gateway against its own OpenAPI
+# document: starts `multiscanner all-in-one --http-addr` on a free loopback
+# port with a scratch data directory, runs schemathesis (from the venv given
+# as $1) against /api/openapi.json, and stops the server. Fails when any
+# answer is a 5xx, or its status, content type or body is not what the
+# document says.
+#
+# scripts/api-check.sh VENV [MULTISCANNER_BINARY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=$1
+bin=${2:-target/debug/multiscanner}
+examples=${API_CHECK_EXAMPLES:-100}
+
+work=$(mktemp -d)
+server=
+stop() {
+  [[ -n $server ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  rm -rf "$work"
+}
+trap stop EXIT
+
+# Port 0 picks free ports; the bound address is read from the log.
+RUST_LOG=info "$bin" all-in-one --data-dir "$work/data" --grpc-addr 127.0.0.1:0 \
+  --http-addr 127.0.0.1:0 --workers 1 >"$work/server.log" 2>&1 &
+server=$!
+addr=
+for _ in $(seq 1 300); do
+  addr=$(sed -n 's/.*gateway listening.*addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)
+  [[ -n $addr ]] && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n $addr ]] || { echo "the gateway did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+
+# A sample in the store, so that routes taking a task id have one to find.
+curl -fsS -F file=@README.md "http://$addr/api/v2/tasks" >/dev/null
+
+status=0
+"$venv/bin/st" run "http://$addr/api/openapi.json" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --max-examples "$examples" --seed 1 --generation-deterministic --no-color \
+  --request-timeout 30 || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "--- server log (last 50 lines)" >&2
+  tail -n 50 "$work/server.log" >&2
+fi
+exit "$status"
