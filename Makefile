@@ -19,6 +19,7 @@ bench:
 	bash bench/throughput.sh
 	bash bench/reports.sh
 	bash bench/modules.sh
+	bash bench/rest.sh
 
 # Mutation fuzzing of the parser modules: FUZZ_SECS per module (default 60).
 fuzz:

@@ -1,13 +1,16 @@
-//! Load generator for `bench/throughput.sh`: submits distinct small files
-//! over gRPC, keeps a fixed number in flight, and measures each one from
-//! the start of its upload to its final status (seen on a task watch).
+//! Load generator for `bench/throughput.sh` and `bench/rest.sh`: submits
+//! distinct small files over gRPC (or, with `--rest URL`, as multipart
+//! uploads to the REST gateway), keeps a fixed number in flight, and
+//! measures each one from the start of its upload to its final status (seen
+//! on a gRPC task watch either way, so both paths end the same).
 //!
 //! Prints one line of JSON: files, seconds, files_per_s, p50_ms, p99_ms,
 //! failed.
 //!
 //! ```text
 //! cargo run --release -p multiscanner --example loadgen -- \
-//!     --addr http://127.0.0.1:7400 --files 5000 --size 4096 --in-flight 64
+//!     --addr http://127.0.0.1:7400 --files 5000 --size 4096 --in-flight 64 \
+//!     [--rest http://127.0.0.1:8080]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -25,6 +28,7 @@ struct Args {
     size: usize,
     in_flight: usize,
     seed: u64,
+    rest: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -34,6 +38,7 @@ fn parse_args() -> anyhow::Result<Args> {
         size: 4096,
         in_flight: 64,
         seed: std::process::id().into(),
+        rest: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +49,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--size" => args.size = value.parse()?,
             "--in-flight" => args.in_flight = value.parse()?,
             "--seed" => args.seed = value.parse()?,
+            "--rest" => args.rest = Some(value),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -67,9 +73,12 @@ fn payload(seed: u64, n: usize, size: usize) -> Vec<u8> {
     out
 }
 
-async fn one(channel: Channel, data: Vec<u8>, n: usize) -> anyhow::Result<Duration> {
-    let mut tasks = TasksClient::new(channel);
-    let started = Instant::now();
+/// Submits over gRPC; the task id.
+async fn submit_grpc(
+    tasks: &mut TasksClient<Channel>,
+    data: Vec<u8>,
+    n: usize,
+) -> anyhow::Result<i64> {
     let header = pb::SubmissionHeader {
         filename: format!("load-{n}.bin"),
         duplicate: pb::DuplicatePolicy::Rescan as i32,
@@ -89,10 +98,53 @@ async fn one(channel: Channel, data: Vec<u8>, n: usize) -> anyhow::Result<Durati
         .into_inner()
         .task
         .context("no task in the answer")?;
+    Ok(task.task_id)
+}
+
+/// Submits as a multipart upload to the REST gateway; the task id.
+async fn submit_rest(
+    http: &reqwest::Client,
+    url: &str,
+    data: Vec<u8>,
+    n: usize,
+) -> anyhow::Result<i64> {
+    let form = reqwest::multipart::Form::new()
+        .text("duplicate", "rescan")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(data).file_name(format!("load-{n}.bin")),
+        );
+    let answer = http
+        .post(format!("{url}/api/v2/tasks"))
+        .multipart(form)
+        .send()
+        .await?;
+    let status = answer.status();
+    let body = answer.text().await?;
+    if status != reqwest::StatusCode::CREATED {
+        bail!("REST submit answered {status}: {body}");
+    }
+    let ids: Vec<i64> =
+        serde_json::from_str(&body).with_context(|| format!("REST answer {body}"))?;
+    ids.first()
+        .copied()
+        .context("no task id in the REST answer")
+}
+
+async fn one(
+    channel: Channel,
+    rest: Option<(reqwest::Client, String)>,
+    data: Vec<u8>,
+    n: usize,
+) -> anyhow::Result<Duration> {
+    let mut tasks = TasksClient::new(channel);
+    let started = Instant::now();
+    let task_id = match &rest {
+        Some((http, url)) => submit_rest(http, url, data, n).await?,
+        None => submit_grpc(&mut tasks, data, n).await?,
+    };
     let mut events = tasks
-        .watch_task(pb::WatchTaskRequest {
-            task_id: task.task_id,
-        })
+        .watch_task(pb::WatchTaskRequest { task_id })
         .await?
         .into_inner();
     while let Some(event) = events.next().await {
@@ -106,7 +158,7 @@ async fn one(channel: Channel, data: Vec<u8>, n: usize) -> anyhow::Result<Durati
             }
         }
     }
-    bail!("watch of task {} closed before it ended", task.task_id)
+    bail!("watch of task {task_id} closed before it ended")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -132,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot reach {}", args.addr))?,
         );
     }
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let payloads: Vec<Vec<u8>> = (0..args.files)
         .map(|n| payload(args.seed, n, args.size))
         .collect();
@@ -139,7 +192,8 @@ async fn main() -> anyhow::Result<()> {
     let outcomes: Vec<anyhow::Result<Duration>> =
         futures::stream::iter(payloads.into_iter().enumerate().map(|(n, data)| {
             let channel = channels[n % channels.len()].clone();
-            one(channel, data, n)
+            let rest = args.rest.clone().map(|url| (http.clone(), url));
+            one(channel, rest, data, n)
         }))
         .buffer_unordered(args.in_flight)
         .collect()
