@@ -652,3 +652,38 @@ async fn a_gateway_beyond_loopback_without_tokens_refuses_to_start() {
         .unwrap_err();
     assert!(err.to_string().contains("beyond loopback"), "{err}");
 }
+
+/// A client that goes away in the middle of its upload leaves nothing
+/// behind: no sample, no task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_cut_short_by_the_client_stores_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::builder().start().await;
+    let rest = Rest::start(&cluster, GatewayConfig::default(), AuthConfig::default()).await;
+    let boundary = "cutshortboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let promised = head.len() + (4 << 20) + boundary.len() + 8;
+    let mut conn = tokio::net::TcpStream::connect(rest.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /api/v2/tasks HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {promised}\r\n\r\n{head}"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    // A megabyte of the promised four, then the connection is gone.
+    conn.write_all(&vec![b'C'; 1 << 20]).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (_, tasks) = rest.get("/api/v2/tasks").await;
+    assert_eq!(tasks, serde_json::json!([]));
+    assert_eq!(cluster.samples_stored(), 0);
+    cluster.stop().await;
+}

@@ -214,10 +214,18 @@ pub async fn check_modules(state: &AppState, caller: &Caller, wanted: &[String])
 }
 
 /// Submits one file from a byte stream; what the scheduler answered.
+///
+/// Only [`Upload::finish`] ends the stream cleanly (which commits the
+/// sample). Dropped any other way — refused, or its request dropped
+/// because the client went away — the call is reset first, so the
+/// scheduler never takes a cut-short upload for a whole one.
 pub struct Upload {
-    tx: mpsc::Sender<pb::SubmitRequest>,
-    call: tokio::task::JoinHandle<Result<tonic::Response<pb::SubmitResponse>, tonic::Status>>,
+    tx: Option<mpsc::Sender<pb::SubmitRequest>>,
+    call: Option<SubmitCall>,
 }
+
+type SubmitCall =
+    tokio::task::JoinHandle<Result<tonic::Response<pb::SubmitResponse>, tonic::Status>>;
 
 impl Upload {
     pub fn start(state: &AppState, caller: &Caller, header: pb::SubmissionHeader) -> Self {
@@ -228,23 +236,29 @@ impl Upload {
         let mut client = state.tasks();
         let request = caller.request(ReceiverStream::new(rx));
         let call = tokio::spawn(async move { client.submit(request).await });
-        Self { tx, call }
+        Self {
+            tx: Some(tx),
+            call: Some(call),
+        }
     }
 
     /// Sends a chunk; false if the call already ended (its answer says why).
     pub async fn send(&self, data: Bytes) -> bool {
-        self.tx
-            .send(pb::SubmitRequest {
-                part: Some(Part::Chunk(data)),
-            })
-            .await
-            .is_ok()
+        let Some(tx) = &self.tx else { return false };
+        tx.send(pb::SubmitRequest {
+            part: Some(Part::Chunk(data)),
+        })
+        .await
+        .is_ok()
     }
 
     /// Ends the upload and waits for the scheduler's answer.
-    pub async fn finish(self) -> ApiResult<pb::SubmitResponse> {
-        drop(self.tx);
-        match self.call.await {
+    pub async fn finish(mut self) -> ApiResult<pb::SubmitResponse> {
+        drop(self.tx.take());
+        let Some(call) = self.call.take() else {
+            return Err(ApiError::new(ErrorCode::Internal, "upload already ended"));
+        };
+        match call.await {
             Ok(res) => Ok(res?.into_inner()),
             Err(e) => Err(ApiError::new(
                 ErrorCode::Internal,
@@ -256,7 +270,7 @@ impl Upload {
     /// Abandons the upload: the call is reset, so the scheduler stores
     /// nothing.
     pub fn abort(self) {
-        self.call.abort();
+        drop(self);
     }
 
     /// The scheduler's answer when the call ended early (it refused the
@@ -265,6 +279,15 @@ impl Upload {
         match self.finish().await {
             Err(e) => e,
             Ok(_) => ApiError::new(ErrorCode::Internal, "the scheduler ended the upload early"),
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // Before `tx` drops: a cancelled call never sees a clean end.
+        if let Some(call) = &self.call {
+            call.abort();
         }
     }
 }
