@@ -255,3 +255,78 @@ async fn a_worker_stopped_with_sigterm_hands_back_what_it_cannot_finish() {
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(scheduler.terminate(), Some(0));
 }
+
+/// `multiscanner gateway` as its own process in front of a scheduler
+/// process: a file submitted over REST is analysed, and SIGTERM stops it
+/// cleanly.
+#[tokio::test]
+async fn the_gateway_runs_alone_in_front_of_a_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut scheduler = Proc::spawn(&[
+        "scheduler",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]);
+    let url = format!("http://{}", scheduler.bound_addr());
+    let mut worker = Proc::spawn(&["worker", "--scheduler", &url]);
+    worker.wait_for("connected");
+    let mut gateway = Proc::spawn(&["gateway", "--http-addr", "127.0.0.1:0", "--scheduler", &url]);
+    let line = gateway.wait_for("gateway listening");
+    let base = format!(
+        "http://{}",
+        line.split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+
+    let http = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(&b"through the gateway process\n"[..]).file_name("g.txt"),
+    );
+    let r = http
+        .post(format!("{base}/api/v2/tasks"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let ids: Vec<i64> = r.json().await.unwrap();
+    let mut status = String::new();
+    for _ in 0..600 {
+        let task: serde_json::Value = http
+            .get(format!("{base}/api/v2/tasks/{}", ids[0]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = task["task_status"].as_str().unwrap().to_owned();
+        if status != "Pending" && status != "Running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Complete");
+    assert_eq!(gateway.terminate(), Some(0));
+    assert_eq!(worker.terminate(), Some(0));
+    assert_eq!(scheduler.terminate(), Some(0));
+}
+
+#[test]
+fn a_gateway_beyond_loopback_without_tokens_is_a_clear_startup_error() {
+    let out = multiscanner()
+        .args(["gateway", "--http-addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("beyond loopback"), "{err}");
+}
