@@ -67,11 +67,18 @@ impl AuthConfig {
     /// Refuses a server that would listen beyond loopback with no token
     /// required; checks tokens are usable.
     pub fn check_listen(&self, what: &str, addr: SocketAddr) -> Result<(), String> {
-        for t in &self.tokens {
+        for (i, t) in self.tokens.iter().enumerate() {
             if t.token.len() < 16 {
                 return Err(format!(
                     "auth token `{}` is shorter than 16 characters",
                     t.name
+                ));
+            }
+            // One secret with two roles would take whichever comes first.
+            if let Some(other) = self.tokens[..i].iter().find(|o| o.token == t.token) {
+                return Err(format!(
+                    "auth tokens `{}` and `{}` are the same secret",
+                    other.name, t.name
                 ));
             }
         }
@@ -230,5 +237,15 @@ mod tests {
             c.check_listen("scheduler", "127.0.0.1:1".parse().unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn one_secret_under_two_names_is_refused() {
+        let mut c = config();
+        c.tokens[1].token = c.tokens[0].token.clone();
+        let err = c
+            .check_listen("gateway", "127.0.0.1:1".parse().unwrap())
+            .unwrap_err();
+        assert!(err.contains("`analyst` and `viewer`"), "{err}");
     }
 }
