@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Property-based check of the REST gateway against its own OpenAPI
 # document: starts `multiscanner all-in-one --http-addr` on a free loopback
-# port with a scratch data directory, runs schemathesis (from the venv given
-# as $1) against /api/openapi.json, and stops the server. Fails when any
-# answer is a 5xx, or its status, content type or body is not what the
-# document says.
+# port with a scratch data directory, checks /api/openapi.json with
+# openapi-spec-validator, runs schemathesis (both from the venv given as $1)
+# against it, and stops the server. Fails when the document is not valid
+# OpenAPI, or any answer is a 5xx, or its status, content type or body is
+# not what the document says.
 #
 # scripts/api-check.sh VENV [MULTISCANNER_BINARY]
 set -euo pipefail
@@ -33,6 +34,10 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [[ -n $addr ]] || { echo "the gateway did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+
+# The document itself must be valid OpenAPI (an independent validator).
+curl -fsS "http://$addr/api/openapi.json" -o "$work/openapi.json"
+"$venv/bin/openapi-spec-validator" "$work/openapi.json"
 
 # A sample in the store, so that routes taking a task id have one to find.
 curl -fsS -F file=@README.md "http://$addr/api/v2/tasks" >/dev/null

@@ -38,10 +38,11 @@ venv=$(services_cache)/venv
 "$venv/bin/python" -c 'import pefile, pdfid, oletools' 2>/dev/null ||
   "$venv/bin/pip" install -q pefile==2024.8.26 pdfid==1.1.3 oletools==0.60.2
 export MULTISCANNER_PYTHON=$venv/bin/python
-# schemathesis (PyPI): checks the live REST gateway against its OpenAPI
-# document after the tests.
-"$venv/bin/python" -c 'import schemathesis' 2>/dev/null ||
-  "$venv/bin/pip" install -q schemathesis==4.32.5
+# schemathesis and openapi-spec-validator (PyPI): check the live REST
+# gateway against its OpenAPI document, and the document itself, after the
+# tests.
+"$venv/bin/python" -c 'import schemathesis, openapi_spec_validator' 2>/dev/null ||
+  "$venv/bin/pip" install -q schemathesis==4.32.5 openapi-spec-validator==0.9.0
 office=$(services_cache)/office-samples
 if [[ ! -d $office/test-data ]]; then
   rm -rf "$office.partial" && mkdir -p "$office.partial"

@@ -51,6 +51,15 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, message)
     }
 
+    /// The same error naming `to` where the mesh named its own `from`
+    /// (a gRPC field that is a differently named REST parameter).
+    pub fn rename_field(mut self, from: &str, to: &str) -> Self {
+        if self.field.as_deref() == Some(from) {
+            self.field = Some(to.to_owned());
+        }
+        self
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)
     }

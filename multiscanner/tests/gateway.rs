@@ -248,6 +248,27 @@ async fn a_file_goes_round_trip_through_the_rest_api() {
     };
     assert_eq!(count(&tags, "ransomware"), Some(1), "{tags}");
     assert_eq!(count(&tags, "triage"), Some(1), "{tags}");
+    // As `curl -F` sends it (multipart), which MultiScanner takes too.
+    let form = multipart::Form::new().text("tag", "dropper");
+    let r = rest
+        .http
+        .post(&tag_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await.1["Message"], "Tag Added");
+    let (_, tags) = rest.get("/api/v2/tags/").await;
+    assert_eq!(count(&tags, "dropper"), Some(1), "{tags}");
+    let form = multipart::Form::new().text("tag", "dropper");
+    let r = rest
+        .http
+        .delete(&tag_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await.1["Message"], "Tag Removed");
     let r = rest
         .http
         .delete(&tag_url)
@@ -276,7 +297,7 @@ async fn a_file_goes_round_trip_through_the_rest_api() {
     let r = rest
         .http
         .put(format!("{notes_url}/{note_id}"))
-        .form(&[("text", "confirmed phishing")])
+        .multipart(multipart::Form::new().text("text", "confirmed phishing"))
         .send()
         .await
         .unwrap();
@@ -419,7 +440,7 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_stores_nothing() {
         let got = rest
             .submit(&[("upload_type", "import")], "r.json", body.to_vec())
             .await;
-        expect(got, StatusCode::BAD_REQUEST, None);
+        expect(got, StatusCode::BAD_REQUEST, Some("file"));
     }
     // An archive with the wrong password, and a file that is no archive.
     let zip = encrypted_zip(&[("one.txt", b"one")], "right-password");
@@ -452,6 +473,11 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_stores_nothing() {
     ] {
         expect(rest.get(&path).await, StatusCode::BAD_REQUEST, None);
     }
+    // A query the store cannot parse names the DataTables search field.
+    let got = rest
+        .get("/api/v2/tasks/_datatable?search_type=advanced&search%5Bvalue%5D=m1.txt%20OR")
+        .await;
+    expect(got, StatusCode::BAD_REQUEST, Some("search[value]"));
     // Unknown tasks and samples.
     for path in [
         "/api/v2/tasks/999999".to_owned(),
@@ -680,10 +706,15 @@ async fn an_upload_cut_short_by_the_client_stores_nothing() {
     conn.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(conn);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
+    // The scheduler drops its spooled part once the reset reaches it.
+    for _ in 0..100 {
+        if cluster.samples_stored() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.samples_stored(), 0);
     let (_, tasks) = rest.get("/api/v2/tasks").await;
     assert_eq!(tasks, serde_json::json!([]));
-    assert_eq!(cluster.samples_stored(), 0);
     cluster.stop().await;
 }

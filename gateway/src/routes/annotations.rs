@@ -69,7 +69,7 @@ fn tag_of(form: TagForm) -> ApiResult<String> {
 /// Adds a tag to the task's sample.
 #[utoipa::path(post, path = "/api/v2/tasks/{task_id}/tags", tag = "tags",
     params(("task_id" = i64, Path, minimum = 1)),
-    request_body(content = TagForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content((TagForm = "application/x-www-form-urlencoded"), (TagForm = "multipart/form-data"))),
     responses((status = 200, body = MessageBody),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -92,7 +92,7 @@ pub async fn add_tag(
 /// Removes a tag from the task's sample.
 #[utoipa::path(delete, path = "/api/v2/tasks/{task_id}/tags", tag = "tags",
     params(("task_id" = i64, Path, minimum = 1)),
-    request_body(content = TagForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content((TagForm = "application/x-www-form-urlencoded"), (TagForm = "multipart/form-data"))),
     responses((status = 200, body = MessageBody),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -122,6 +122,7 @@ pub struct NoteView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotesParams {
     /// From the `X-Next-Page-Token` header of the previous page.
     pub page_token: Option<String>,
@@ -195,7 +196,7 @@ fn text_of(form: NoteForm) -> ApiResult<String> {
 /// Adds a note to the task's sample.
 #[utoipa::path(post, path = "/api/v2/tasks/{task_id}/notes", tag = "notes",
     params(("task_id" = i64, Path, minimum = 1)),
-    request_body(content = NoteForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content((NoteForm = "application/x-www-form-urlencoded"), (NoteForm = "multipart/form-data"))),
     responses((status = 200, body = NoteAdded),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -231,7 +232,7 @@ fn note_path(params: &PathParams) -> ApiResult<(i64, String)> {
 /// Replaces a note's text.
 #[utoipa::path(put, path = "/api/v2/tasks/{task_id}/notes/{note_id}", tag = "notes",
     params(("task_id" = i64, Path, minimum = 1), ("note_id" = String, Path)),
-    request_body(content = NoteForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content((NoteForm = "application/x-www-form-urlencoded"), (NoteForm = "multipart/form-data"))),
     responses((status = 200, body = MessageBody),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),

@@ -4,7 +4,7 @@ use axum::{
     extract::{FromRequestParts, Path},
     http::request::Parts,
 };
-use multiscanner_proto::{convert::millis, domain::iso8601, pb};
+use multiscanner_proto::{ErrorCode, convert::millis, domain::iso8601, pb};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -120,17 +120,24 @@ fn rejected(status: http::StatusCode, text: String) -> ApiError {
         .split_once("field `")
         .and_then(|(_, rest)| rest.split_once('`'))
         .map(|(f, _)| f.to_owned());
-    let mut e = ApiError::new(multiscanner_proto::ErrorCode::InvalidArgument, text);
+    let mut e = ApiError::new(ErrorCode::InvalidArgument, text);
     if status == http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        e.message = format!("{}: send application/x-www-form-urlencoded", e.message);
+        e.message = "the body must be a form (application/x-www-form-urlencoded or \
+                     multipart/form-data)"
+            .into();
     }
     e.field = field;
     e
 }
 
-/// A urlencoded form body whose rejection is one of our JSON errors.
+/// A small form body, urlencoded or multipart (MultiScanner takes both:
+/// `curl -d` and `curl -F` alike), whose rejection is one of our JSON
+/// errors.
 #[derive(Debug)]
 pub struct ApiForm<T>(pub T);
+
+/// Largest multipart form taken by [`ApiForm`].
+const MAX_SMALL_FORM: usize = 1 << 20;
 
 impl<S, T> axum::extract::FromRequest<S> for ApiForm<T>
 where
@@ -140,10 +147,50 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        axum::Form::<T>::from_request(req, state)
+        let multipart = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        if !multipart {
+            return axum::Form::<T>::from_request(req, state)
+                .await
+                .map(|axum::Form(v)| Self(v))
+                .map_err(|e| rejected(e.status(), e.body_text()));
+        }
+        let mut form = axum::extract::Multipart::from_request(req, state)
             .await
-            .map(|axum::Form(v)| Self(v))
-            .map_err(|e| rejected(e.status(), e.body_text()))
+            .map_err(|e| rejected(e.status(), e.body_text()))?;
+        let mut pairs = Vec::new();
+        let mut size = 0usize;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| rejected(e.status(), e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            let value = field
+                .text()
+                .await
+                .map_err(|e| rejected(e.status(), e.body_text()))?;
+            size += name.len() + value.len();
+            if size > MAX_SMALL_FORM {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the form is larger than {MAX_SMALL_FORM} bytes"),
+                ));
+            }
+            pairs.push((name, value));
+        }
+        let encoded = serde_urlencoded::to_string(&pairs)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        serde_urlencoded::from_str(&encoded)
+            .map(Self)
+            .map_err(|e| rejected(http::StatusCode::BAD_REQUEST, format!("invalid form: {e}")))
     }
 }
 

@@ -39,12 +39,14 @@ pub const ZIP_PASSWORD: &str = "infected";
 const MAX_ZIP_SAMPLES: usize = 100;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawParams {
     /// `t`: the bytes themselves instead of a password-protected zip.
     pub raw: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FilesParams {
     /// Comma-separated task ids (at most 100).
     pub task_ids: Option<String>,
@@ -190,7 +192,7 @@ async fn sample_response(
 }
 
 /// A sample, in a zip with the password `infected` (or raw with `raw=t`).
-#[utoipa::path(get, path = "/api/v2/files/{sha256}", tag = "samples",
+#[utoipa::path(get, path = "/api/v2/files/{sha256}", operation_id = "sample_by_sha256", tag = "samples",
     params(("sha256" = String, Path, pattern = "^[0-9a-fA-F]{64}$"), RawParams),
     responses((status = 200, description = "The sample: a zip, or its bytes with raw=t", content(
         (Vec<u8> = "application/zip"), (Vec<u8> = "application/octet-stream"))),

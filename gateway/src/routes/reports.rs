@@ -21,12 +21,14 @@ use crate::{
 };
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadParams {
     /// `t`: send as an attachment (`TASK.json`).
     pub d: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportsParams {
     /// Comma-separated task ids.
     pub task_ids: Option<String>,
@@ -71,7 +73,7 @@ fn pending() -> Response {
 
 /// A task's report (also once it failed or was cancelled: the report then
 /// says why). 202 while the task is pending or running.
-#[utoipa::path(get, path = "/api/v2/tasks/{task_id}/report", tag = "reports",
+#[utoipa::path(get, path = "/api/v2/tasks/{task_id}/report", operation_id = "get_report", tag = "reports",
     params(("task_id" = i64, Path, minimum = 1), DownloadParams),
     responses((status = 200, description = "The report", body = Object),
               (status = 202, description = "Task still pending", body = super::tasks::MessageBody),

@@ -162,7 +162,8 @@ async fn table(
     let page = state
         .reports()
         .search(caller.request(request))
-        .await?
+        .await
+        .map_err(|e| ApiError::from(e).rename_field("query", "search[value]"))?
         .into_inner();
     let data = if want_rows { page.hits } else { Vec::new() }
         .into_iter()

@@ -438,7 +438,8 @@ async fn import(state: &AppState, caller: &Caller, mut field: Field<'_>) -> ApiR
     let tasks = state
         .reports()
         .import_report(caller.request(pb::ImportReportRequest { report_json: text }))
-        .await?
+        .await
+        .map_err(|e| ApiError::from(e).rename_field("report_json", "file"))?
         .into_inner()
         .tasks;
     Ok(tasks.iter().map(|t| t.task_id).collect())

@@ -113,7 +113,7 @@ pub fn not_found_as_task(e: ApiError, id: i64) -> ApiError {
 }
 
 /// One task.
-#[utoipa::path(get, path = "/api/v2/tasks/{task_id}", tag = "tasks",
+#[utoipa::path(get, path = "/api/v2/tasks/{task_id}", operation_id = "get_task", tag = "tasks",
     params(("task_id" = i64, Path, minimum = 1)),
     responses((status = 200, body = TaskView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -153,7 +153,7 @@ pub struct TaskIdBody {
 }
 
 /// The most recent completed task of a sample.
-#[utoipa::path(get, path = "/api/v2/tasks/sha256/{sha256}", tag = "tasks",
+#[utoipa::path(get, path = "/api/v2/tasks/sha256/{sha256}", operation_id = "task_by_sha256", tag = "tasks",
     params(("sha256" = String, Path, pattern = "^[0-9a-fA-F]{64}$")),
     responses((status = 200, body = TaskIdBody),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
