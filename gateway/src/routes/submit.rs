@@ -30,6 +30,9 @@ use crate::{
     state::{AppState, Caller},
 };
 
+/// How long an abandoned upload waits to tell the scheduler it is one.
+const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Largest text field of the form.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Most fields besides the file.
@@ -217,8 +220,8 @@ pub async fn check_modules(state: &AppState, caller: &Caller, wanted: &[String])
 ///
 /// Only [`Upload::finish`] ends the stream cleanly (which commits the
 /// sample). Dropped any other way — refused, or its request dropped
-/// because the client went away — the call is reset first, so the
-/// scheduler never takes a cut-short upload for a whole one.
+/// because the client went away — it sends what the scheduler refuses, so
+/// a cut-short upload is never taken for a whole one.
 pub struct Upload {
     tx: Option<mpsc::Sender<pb::SubmitRequest>>,
     call: Option<SubmitCall>,
@@ -285,10 +288,29 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        // Before `tx` drops: a cancelled call never sees a clean end.
-        if let Some(call) = &self.call {
+        let (Some(call), Some(tx)) = (self.call.take(), self.tx.take()) else {
+            return;
+        };
+        // Neither dropping the sender (a clean end, which commits what was
+        // sent) nor aborting the call (the body is piped by a task of its
+        // own) reliably stops the scheduler from taking a cut-short upload.
+        // A second header, where only chunks may follow, makes it refuse.
+        let poison = pb::SubmitRequest {
+            part: Some(Part::Header(pb::SubmissionHeader::default())),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             call.abort();
-        }
+            return;
+        };
+        runtime.spawn(async move {
+            // Queued behind what was sent and ahead of the end, so the
+            // scheduler reads it first; if it cannot be queued (the
+            // scheduler stopped reading), the call is reset.
+            let queued = tokio::time::timeout(ABANDON_WAIT, tx.send(poison)).await;
+            if !matches!(queued, Ok(Ok(()))) {
+                call.abort();
+            }
+        });
     }
 }
 
@@ -314,6 +336,23 @@ pub async fn create(
             ),
         )
     })?;
+    match read_form(&state, &caller, &mut multipart).await {
+        Ok(ids) => Ok((StatusCode::CREATED, Json(ids))),
+        Err(e) => {
+            if e.code == ErrorCode::PayloadTooLarge {
+                drain(&mut multipart).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the form and submits its file; the ids of the tasks made.
+async fn read_form(
+    state: &AppState,
+    caller: &Caller,
+    multipart: &mut Multipart,
+) -> ApiResult<Vec<i64>> {
     let limit = state.config.max_upload_bytes;
     let mut form = Form::default();
     let mut fields = 0usize;
@@ -329,31 +368,22 @@ pub async fn create(
         };
         if name == "file" {
             form.header.filename = field.file_name().unwrap_or_default().to_owned();
-            check_modules(&state, &caller, &form.header.modules).await?;
+            check_modules(state, caller, &form.header.modules).await?;
             let ids = if form.import {
-                import(&state, &caller, field).await?
+                import(state, caller, field).await?
             } else if form.archive_analyze {
-                archive::submit_members(&state, &caller, &form, field).await?
+                archive::submit_members(state, caller, &form, field).await?
             } else {
-                let upload = stream_file(&state, &caller, &form, field, limit).await?;
-                if let Err(e) = rest_of_form(&mut multipart).await {
+                let upload = stream_file(state, caller, &form, field, limit).await?;
+                if let Err(e) = rest_of_form(multipart).await {
                     upload.abort();
                     return Err(e);
                 }
-                vec![
-                    upload
-                        .finish()
-                        .await?
-                        .task
-                        .map(|t| t.task_id)
-                        .unwrap_or_default(),
-                ]
+                let task = upload.finish().await?.task;
+                return Ok(vec![task.map(|t| t.task_id).unwrap_or_default()]);
             };
-            if !(form.import || form.archive_analyze) {
-                return Ok((StatusCode::CREATED, Json(ids)));
-            }
-            rest_of_form(&mut multipart).await?;
-            return Ok((StatusCode::CREATED, Json(ids)));
+            rest_of_form(multipart).await?;
+            return Ok(ids);
         }
         fields += 1;
         if fields > MAX_FIELDS {
@@ -364,6 +394,15 @@ pub async fn create(
         }
         let value = text(field, &name).await?;
         form.set(&name, value)?;
+    }
+}
+
+/// Reads what is left of a refused form, so that a client still sending
+/// gets the answer rather than a reset connection. Bounded by the body
+/// limit: past it the read fails and the connection is closed.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
     }
 }
 
