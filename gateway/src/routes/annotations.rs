@@ -58,12 +58,31 @@ pub struct TagForm {
     pub tag: String,
 }
 
-fn tag_of(form: TagForm) -> ApiResult<String> {
+/// Adds (or removes) the form's tag on the task's sample.
+async fn change_tag(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    form: TagForm,
+    add: bool,
+) -> ApiResult<Json<MessageBody>> {
     let tag = form.tag.trim().to_owned();
     if tag.is_empty() {
         return Err(ApiError::field("tag", "empty tag"));
     }
-    Ok(tag)
+    let request = caller.request(pb::TagRequest { task_id: id, tag });
+    let mut reports = state.reports();
+    let done = if add {
+        reports.add_tag(request).await
+    } else {
+        reports.remove_tag(request).await
+    };
+    done.map_err(|e| not_found_as_task(e.into(), id))?;
+    Ok(message(json!(if add {
+        "Tag Added"
+    } else {
+        "Tag Removed"
+    })))
 }
 
 /// Adds a tag to the task's sample.
@@ -80,13 +99,7 @@ pub async fn add_tag(
     TaskIdPath(id): TaskIdPath,
     ApiForm(form): ApiForm<TagForm>,
 ) -> ApiResult<Json<MessageBody>> {
-    let tag = tag_of(form)?;
-    state
-        .reports()
-        .add_tag(caller.request(pb::TagRequest { task_id: id, tag }))
-        .await
-        .map_err(|e| not_found_as_task(e.into(), id))?;
-    Ok(message(json!("Tag Added")))
+    change_tag(&state, &caller, id, form, true).await
 }
 
 /// Removes a tag from the task's sample.
@@ -103,13 +116,7 @@ pub async fn remove_tag(
     TaskIdPath(id): TaskIdPath,
     ApiForm(form): ApiForm<TagForm>,
 ) -> ApiResult<Json<MessageBody>> {
-    let tag = tag_of(form)?;
-    state
-        .reports()
-        .remove_tag(caller.request(pb::TagRequest { task_id: id, tag }))
-        .await
-        .map_err(|e| not_found_as_task(e.into(), id))?;
-    Ok(message(json!("Tag Removed")))
+    change_tag(&state, &caller, id, form, false).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
