@@ -30,12 +30,8 @@ printf '[worker.modules]\nenabled = ["filemeta"]\n' > "$work/filemeta-only.toml"
 "$bin" --config "$work/filemeta-only.toml" all-in-one --data-dir "$work/data" \
   --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --workers "$workers" > "$work/server.log" 2>&1 &
 server=$!
-until grep -q "gateway listening" "$work/server.log"; do
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-grpc=$(sed -n 's/.*scheduler listening addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)
-http=$(sed -n 's/.*gateway listening addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)
+http=$(listening_addr "$server" "$work/server.log" gateway)
+grpc=$(listening_addr "$server" "$work/server.log" scheduler)
 
 load() { # label [--rest URL]
   local label=$1; shift

@@ -10,6 +10,7 @@
 # scripts/api-check.sh VENV [MULTISCANNER_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 venv=$(cd "$1" && pwd)
 bin=${2:-target/debug/multiscanner}
 examples=${API_CHECK_EXAMPLES:-100}
@@ -26,14 +27,7 @@ trap stop EXIT
 RUST_LOG=info "$bin" all-in-one --data-dir "$work/data" --grpc-addr 127.0.0.1:0 \
   --http-addr 127.0.0.1:0 --workers 1 >"$work/server.log" 2>&1 &
 server=$!
-addr=
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's/.*gateway listening.*addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)
-  [[ -n $addr ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $addr ]] || { echo "the gateway did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+addr=$(listening_addr "$server" "$work/server.log" gateway)
 
 # The document itself must be valid OpenAPI (an independent validator).
 curl -fsS "http://$addr/api/openapi.json" -o "$work/openapi.json"

@@ -62,15 +62,22 @@ stop_private_pg() {
   pg_pid=
 }
 
+# Waits until process PID logs "WHAT listening addr=..." to LOG and prints
+# that address; fails (showing the log) if the process dies first.
+listening_addr() {
+  local pid=$1 log=$2 what=$3
+  until grep -q "$what listening" "$log"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  sed -n "s/.*$what listening addr=\([0-9.:]*\).*/\1/p" "$log" | head -n 1
+}
+
 # Starts `multiscanner scheduler` with ARGS, logging to LOG; waits until it
 # listens and sets sched_pid and sched_addr.
 start_scheduler() {
   local bin=$1 log=$2; shift 2
   "$bin" scheduler --grpc-addr 127.0.0.1:0 "$@" > "$log" 2>&1 &
   sched_pid=$!
-  until grep -q "scheduler listening" "$log"; do
-    kill -0 "$sched_pid" 2>/dev/null || { cat "$log" >&2; return 1; }
-    sleep 0.1
-  done
-  sched_addr=$(sed -n 's/.*scheduler listening addr=\([0-9.:]*\).*/\1/p' "$log" | head -n 1)
+  sched_addr=$(listening_addr "$sched_pid" "$log" scheduler)
 }
